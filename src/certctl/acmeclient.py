@@ -1,0 +1,484 @@
+"""The only module that speaks ACME: wraps acme.ClientV2 and turns its errors into ours.
+
+Heavy imports (acme, josepy, requests) live here so that commands which never
+talk to a CA start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import josepy
+import requests
+from acme import challenges, client, errors, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from certctl import __version__
+from certctl.errors import AcmeError, BadInput, NotYet
+from certctl.models import Challenge, OrderState
+
+log = logging.getLogger(__name__)
+
+BAD_NONCE_RETRIES = 10
+MAX_RETRY_AFTER_WAIT = 20.0  # seconds we wait in-process for a 429/503 Retry-After
+MAX_RESPONSE_BYTES = 1 << 20
+
+
+def _problem_text(error: messages.Error) -> str:
+    """The CA's own words for a problem document, with subproblems."""
+    text = error.detail or error.description or error.typ or "unknown error"
+    if error.code:
+        text = f"{text} ({error.code})"
+    for sub in error.subproblems or ():
+        ident = sub.identifier.value if sub.identifier is not None else ""
+        text += f"; {ident}: {sub.detail or sub.code}"
+    return text
+
+
+class RateLimited(NotYet):
+    """The CA asked us to come back later (429/503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class _Network(client.ClientNetwork):  # type: ignore[misc]
+    """ClientNetwork with bounded badNonce retries and Retry-After handling."""
+
+    last_response: requests.Response | None = None
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("stream", True)
+        response: requests.Response = super()._send_request(method, url, *args, **kwargs)
+        self.last_response = response
+        return response
+
+    def _retry_wait(self, error: Exception) -> float | None:
+        """Seconds to wait before retrying a 429/503, or None when not retryable."""
+        response = self.last_response
+        if response is None or response.status_code not in (429, 503):
+            return None
+        retry_at = client.ClientV2.retry_after(response, 1)
+        wait = max(0.0, (retry_at - datetime.now()).total_seconds())
+        if wait > MAX_RETRY_AFTER_WAIT:
+            raise RateLimited(
+                f"the CA is rate-limiting or unavailable ({_describe(error)});"
+                f" it asks to retry after {retry_at:%Y-%m-%d %H:%M:%S} UTC",
+                retry_at.replace(tzinfo=UTC),
+            ) from error
+        return wait
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        """POST with up to BAD_NONCE_RETRIES fresh nonces (acme retries only once)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                response: requests.Response = self._post_once(*args, **kwargs)
+                return response
+            except messages.Error as error:
+                # RFC 8555 §6.5: on badNonce, retry with the fresh nonce from the error.
+                if error.code == "badNonce" and attempts < BAD_NONCE_RETRIES:
+                    continue
+                wait = self._retry_wait(error)
+                if wait is None or attempts >= BAD_NONCE_RETRIES:
+                    raise
+                time.sleep(wait)
+            except errors.ClientError as error:
+                wait = self._retry_wait(error)
+                if wait is None or attempts >= BAD_NONCE_RETRIES:
+                    raise
+                time.sleep(wait)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, messages.Error):
+        return _problem_text(error)
+    if isinstance(error, errors.ClientError) and error.args:
+        arg = error.args[0]
+        if isinstance(arg, requests.Response):
+            return f"HTTP {arg.status_code} {arg.reason}"
+        if isinstance(arg, tuple) and arg and isinstance(arg[0], requests.Response):
+            return f"HTTP {arg[0].status_code} {arg[0].reason} with an unreadable body"
+    if isinstance(error, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS verification failed (use --ca-bundle for a private CA)"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return "connection failed"
+    return str(error) or type(error).__name__
+
+
+def jwk_for(key_pem: bytes) -> tuple[josepy.JWK, josepy.JWASignature]:
+    """The JWK and matching JWS algorithm for an account key."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = {256: josepy.ES256, 384: josepy.ES384, 521: josepy.ES512}[key.curve.key_size]
+        return josepy.JWKEC(key=key), alg
+    if isinstance(key, rsa.RSAPrivateKey):
+        return josepy.JWKRSA(key=key), josepy.RS256
+    raise BadInput("unsupported account key type: use ECDSA or RSA")
+
+
+class _NewOrder(messages.NewOrder):  # type: ignore[misc]
+    """newOrder payload with ARI's `replaces` (RFC 9773 §5)."""
+
+    replaces: str | None = josepy.field("replaces", omitempty=True)
+
+
+@dataclass
+class Backoff:
+    """Polling intervals that start fast and grow (no fixed one-second sleeps)."""
+
+    first: float = 0.05
+    factor: float = 1.6
+    limit: float = 3.0
+
+    def delays(self) -> Any:
+        """Yield successive delays."""
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(self.limit, delay * self.factor)
+
+
+class AcmeSession:
+    """A connection to one CA directory, with or without an account."""
+
+    def __init__(self, server: str, *, ca_bundle: str | None, timeout: float) -> None:
+        self.server = server
+        self._verify: bool | str = ca_bundle or True
+        self._timeout = timeout
+        self._directory: messages.Directory | None = None
+        self._client: client.ClientV2 | None = None
+        self.account_uri: str | None = None
+        self._jwk: josepy.JWK | None = None
+        self.sleep: Callable[[float], None] = time.sleep
+
+    # ---- plumbing ---------------------------------------------------------
+
+    def _network(self, key_pem: bytes | None) -> _Network:
+        jwk, alg = jwk_for(key_pem) if key_pem else (None, josepy.ES256)
+        if jwk is not None:
+            self._jwk = jwk
+        net = _Network(
+            key=jwk,
+            alg=alg,
+            verify_ssl=self._verify,
+            user_agent=f"certctl/{__version__}",
+            timeout=int(self._timeout),
+        )
+        return net
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one protocol step, mapping every library/network error to AcmeError."""
+        try:
+            return fn()
+        except (RateLimited, AcmeError, NotYet):
+            raise
+        except messages.Error as e:
+            raise AcmeError(f"{what}: the CA said: {_problem_text(e)}") from e
+        except errors.ValidationError as e:
+            raise AcmeError(f"{what}: validation failed") from e
+        except (errors.Error, requests.exceptions.RequestException, ValueError) as e:
+            raise AcmeError(f"{what} at {self.server}: {_describe(e)}") from e
+
+    @property
+    def directory(self) -> messages.Directory:
+        """The CA's directory (RFC 8555 §7.1.1), fetched once."""
+        if self._directory is None:
+            net = self._network(None)
+            self._directory = self.call(
+                "fetch the CA directory", lambda: client.ClientV2.get_directory(self.server, net)
+            )
+        return self._directory
+
+    @property
+    def acme(self) -> client.ClientV2:
+        """The logged-in client; call login() or register() first."""
+        if self._client is None:
+            raise AcmeError("internal: no ACME account loaded")
+        return self._client
+
+    def profiles(self) -> dict[str, str]:
+        """Profiles the CA advertises (draft-ietf-acme-profiles), name → description."""
+        meta = getattr(self.directory, "meta", None)
+        found = getattr(meta, "profiles", None) if meta is not None else None
+        return dict(found or {})
+
+    def external_account_required(self) -> bool:
+        """True when the CA requires External Account Binding."""
+        meta = getattr(self.directory, "meta", None)
+        return bool(getattr(meta, "external_account_required", False))
+
+    def terms_of_service(self) -> str | None:
+        """The CA's terms-of-service URL, if advertised."""
+        meta = getattr(self.directory, "meta", None)
+        tos = getattr(meta, "terms_of_service", None) if meta is not None else None
+        return str(tos) if tos else None
+
+    def _get(self, url: str) -> requests.Response:
+        """POST-as-GET (RFC 8555 §6.3)."""
+        response: requests.Response = self.acme.net.post(
+            url, None, new_nonce_url=self.directory["newNonce"]
+        )
+        return response
+
+    # ---- accounts ---------------------------------------------------------
+
+    def login(self, key_pem: bytes, account_uri: str) -> None:
+        """Use an existing account."""
+        net = self._network(key_pem)
+        net.account = messages.RegistrationResource(uri=account_uri, body=messages.Registration())
+        self._client = client.ClientV2(self.directory, net)
+        self.account_uri = account_uri
+
+    def register(
+        self,
+        key_pem: bytes,
+        *,
+        email: str | None,
+        eab_kid: str | None = None,
+        eab_hmac_key: str | None = None,
+    ) -> str:
+        """Create (or find, for a known key) the account; returns its URI."""
+        net = self._network(key_pem)
+        acme = client.ClientV2(self.directory, net)
+        eab = None
+        if eab_kid:
+            eab = messages.ExternalAccountBinding.from_data(
+                account_public_key=self._jwk.public_key() if self._jwk else None,
+                kid=eab_kid,
+                hmac_key=eab_hmac_key,
+                directory=self.directory,
+            )
+        elif self.external_account_required():
+            raise BadInput(
+                "this CA requires External Account Binding: run 'certctl account register'"
+                " with --eab-kid and --eab-hmac-key-env/--eab-hmac-key-file"
+            )
+        registration = messages.NewRegistration.from_data(
+            email=email, terms_of_service_agreed=True, external_account_binding=eab
+        )
+        try:
+            regr = self.call("create the ACME account", lambda: acme.new_account(registration))
+            uri = str(regr.uri)
+        except AcmeError as e:
+            if isinstance(e.__cause__, errors.ConflictError):
+                uri = str(e.__cause__.args[0])  # the key already has an account: reuse it
+            else:
+                raise
+        net.account = messages.RegistrationResource(uri=uri, body=messages.Registration())
+        self._client = acme
+        self.account_uri = uri
+        return uri
+
+    # ---- orders -----------------------------------------------------------
+
+    def new_order(
+        self,
+        domains: list[str],
+        challenge_type: str,
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> OrderState:
+        """Place an order (RFC 8555 §7.4) and pick each authorization's challenge."""
+        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=d) for d in domains]
+        if profile and profile not in self.profiles():
+            offered = ", ".join(sorted(self.profiles())) or "none"
+            raise BadInput(f"the CA does not offer profile {profile!r} (it offers: {offered})")
+        payload = _NewOrder(identifiers=identifiers, profile=profile, replaces=replaces)
+
+        def place() -> requests.Response:
+            response: requests.Response = self.acme._post(self.directory["newOrder"], payload)
+            return response
+
+        try:
+            response = self.call("place the order", place)
+        except AcmeError:
+            if replaces is None:
+                raise
+            # RFC 9773 §5: a CA may refuse `replaces` (e.g. already replaced): retry without.
+            log.info("CA refused 'replaces'; ordering without it")
+            return self.new_order(domains, challenge_type, profile=profile)
+        body = messages.Order.from_json(response.json())
+        order = OrderState(
+            url=response.headers["Location"],
+            status=_status(body.status),
+            finalize_url=body.finalize,
+            expires=_utc(body.expires),
+            profile=profile,
+        )
+        for authz_url in body.authorizations:
+            order.challenges.append(self._pick_challenge(authz_url, challenge_type))
+        return order
+
+    def _authorization(self, authz_url: str) -> messages.Authorization:
+        response = self.call("fetch the authorization", lambda: self._get(authz_url))
+        return messages.Authorization.from_json(response.json())
+
+    def _pick_challenge(self, authz_url: str, challenge_type: str) -> Challenge:
+        authz = self._authorization(authz_url)
+        domain = str(authz.identifier.value)
+        if authz.wildcard:
+            domain = "*." + domain
+        wanted = challenges.HTTP01 if challenge_type == "http" else challenges.DNS01
+        for challb in authz.challenges:
+            if isinstance(challb.chall, wanted):
+                token = challb.chall.encode("token")
+                _check_token(token)
+                assert self._jwk is not None
+                return Challenge(
+                    domain=domain,
+                    authz_url=authz_url,
+                    url=challb.uri,
+                    type=challb.chall.typ,
+                    token=token,
+                    validation=challb.chall.validation(self._jwk),
+                    status=_status(authz.status),
+                )
+        offered = ", ".join(c.chall.typ for c in authz.challenges) or "none"
+        raise AcmeError(
+            f"the CA offers no {wanted.typ} challenge for {domain} (offered: {offered})"
+        )
+
+    def refresh_challenge(self, challenge: Challenge) -> tuple[str, str | None]:
+        """The authorization's status and, when invalid, the CA's error detail."""
+        authz = self._authorization(challenge.authz_url)
+        detail = None
+        for challb in authz.challenges:
+            if challb.uri == challenge.url and challb.error is not None:
+                detail = _problem_text(challb.error)
+        return _status(authz.status), detail
+
+    def answer(self, challenge: Challenge) -> None:
+        """Tell the CA the challenge is ready (RFC 8555 §7.5.1)."""
+        authz = self._authorization(challenge.authz_url)
+        for challb in authz.challenges:
+            if challb.uri == challenge.url:
+                if _status(challb.status) != "pending":
+                    return  # already processing or done
+                assert self._jwk is not None
+                response = challb.chall.response(self._jwk)
+                self.call(
+                    f"answer the challenge for {challenge.domain}",
+                    lambda cb=challb, r=response: self.acme.answer_challenge(cb, r),
+                )
+                return
+        raise AcmeError(f"the challenge for {challenge.domain} vanished from its authorization")
+
+    def wait_authorizations(
+        self, order: OrderState, deadline: float, on_poll: Callable[[str], None] | None = None
+    ) -> dict[str, str | None]:
+        """Poll until no authorization is pending; returns domain → error detail (None if ok)."""
+        results: dict[str, str | None] = {}
+        delays = Backoff().delays()
+        pending = list(order.challenges)
+        while pending:
+            still = []
+            for challenge in pending:
+                status, detail = self.refresh_challenge(challenge)
+                challenge.status = status
+                if status in ("pending", "processing"):
+                    still.append(challenge)
+                elif status == "valid":
+                    results[challenge.domain] = None
+                else:
+                    results[challenge.domain] = detail or f"authorization {status}"
+            pending = still
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                raise AcmeError(
+                    "the CA has not finished validating "
+                    + ", ".join(c.domain for c in pending)
+                    + ": run 'certctl verify' again later"
+                )
+            if on_poll:
+                on_poll(", ".join(c.domain for c in pending))
+            self.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
+        return results
+
+    def fetch_order(self, order: OrderState) -> messages.Order:
+        """The order's current state at the CA."""
+        response = self.call("fetch the order", lambda: self._get(order.url))
+        return messages.Order.from_json(response.json())
+
+    def finalize(self, order: OrderState, csr_pem: bytes, deadline: float) -> str:
+        """Finalize (RFC 8555 §7.4) and download the certificate; returns the PEM chain."""
+        body = self.fetch_order(order)
+        status = _status(body.status)
+        if status == "ready":
+            csr = x509.load_pem_x509_csr(csr_pem)
+            self.call(
+                "finalize the order",
+                lambda: self.acme._post(order.finalize_url, messages.CertificateRequest(csr=csr)),
+            )
+            body = self.fetch_order(order)
+            status = _status(body.status)
+        delays = Backoff().delays()
+        while status == "processing":
+            # RFC 8555 §7.1.6: "processing" — poll again (after Retry-After, within deadline).
+            if time.monotonic() >= deadline:
+                raise NotYet(
+                    "the CA is still processing the order: run 'certctl issue' again later"
+                )
+            self.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
+            body = self.fetch_order(order)
+            status = _status(body.status)
+        order.status = status
+        if status == "valid" and body.certificate:
+            order.certificate_url = body.certificate
+            return self.download(body.certificate)
+        if status == "invalid":
+            detail = _problem_text(body.error) if body.error else "no detail given"
+            raise AcmeError(f"the CA refused to issue the certificate: {detail}")
+        if status == "pending":
+            raise NotYet("the order's authorizations are not valid yet: run 'certctl verify' first")
+        raise AcmeError(f"unexpected order status {status!r} at the CA")
+
+    def download(self, url: str) -> str:
+        """Download the certificate chain (RFC 8555 §7.4.2)."""
+        response = self.call("download the certificate", lambda: self._get(url))
+        text = str(response.text)
+        if len(text) > MAX_RESPONSE_BYTES or "-----BEGIN CERTIFICATE-----" not in text:
+            raise AcmeError("the CA returned something that is not a certificate chain")
+        return text
+
+    def revoke(self, cert_pem: bytes, reason: int) -> None:
+        """Revoke a certificate with this account (RFC 8555 §7.6)."""
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        self.call("revoke the certificate", lambda: self.acme.revoke(cert, reason))
+
+
+def _status(value: Any) -> str:
+    """A Status as its plain name ("pending", "valid", ...)."""
+    return str(getattr(value, "name", value))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _check_token(token: str) -> None:
+    """RFC 8555 §8.3: a token is base64url; anything else is hostile (e.g. '../')."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", token):
+        raise AcmeError("the CA sent a challenge token that is not base64url; refusing to use it")
+
+
+def default_order_deadline(seconds: float) -> float:
+    """A monotonic deadline `seconds` from now."""
+    return time.monotonic() + seconds

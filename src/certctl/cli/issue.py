@@ -1,0 +1,35 @@
+"""certctl issue."""
+
+from __future__ import annotations
+
+import click
+
+from certctl.cli.options import json_option, timeout_option
+
+
+@click.command("issue")
+@click.argument("name")
+@timeout_option(120)
+@json_option
+@click.pass_context
+def issue_command(ctx: click.Context, name: str, timeout: float, json_output: bool) -> None:
+    """Finalize the order and store the certificate; re-issue an existing one.
+
+    With automatic validation (--standalone/--webroot) an existing certificate is
+    re-issued in one go (order, verify, issue); the previous version is kept.
+
+    \b
+    Example:
+      certctl issue example.com
+    """
+    from certctl import services
+    from certctl.cli import build_context, render
+
+    report = services.issue(build_context(ctx, json_output=json_output), name, timeout)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.issue_report(report)
+
+
+COMMANDS = [issue_command]

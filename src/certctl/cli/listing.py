@@ -1,0 +1,31 @@
+"""certctl list."""
+
+from __future__ import annotations
+
+import click
+
+from certctl.cli.options import json_option
+
+
+@click.command("list")
+@json_option
+@click.pass_context
+def list_command(ctx: click.Context, json_output: bool) -> None:
+    """List every certificate with its expiry, renewal method and state.
+
+    \b
+    Examples:
+      certctl list
+      certctl list --json | jq '.certificates[] | select(.state != "valid")'
+    """
+    from certctl import services
+    from certctl.cli import build_context, render
+
+    entries = services.list_certificates(build_context(ctx, json_output=json_output))
+    if json_output:
+        render.print_json({"certificates": [e.to_json() for e in entries]})
+    else:
+        render.list_table(entries)
+
+
+COMMANDS = [list_command]

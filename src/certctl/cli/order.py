@@ -1,0 +1,144 @@
+"""certctl order / obtain."""
+
+from __future__ import annotations
+
+import click
+
+from certctl.cli.options import confirm_tos_for, json_option, timeout_option
+
+KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
+
+def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
+    decorators = [
+        click.option(
+            "-d",
+            "--domain",
+            "domains",
+            multiple=True,
+            required=True,
+            help="Domain to include (repeatable); the first names the certificate.",
+        ),
+        click.option("--name", help="Certificate name (default: the first domain)."),
+        click.option(
+            "--challenge",
+            type=click.Choice(["http", "dns"]),
+            default="http",
+            show_default=True,
+            help="Validation: HTTP-01 or DNS-01 (DNS is required for wildcards).",
+        ),
+        click.option(
+            "--webroot",
+            type=click.Path(file_okay=False),
+            help="HTTP-01: write the challenge into DIR/.well-known/acme-challenge/.",
+        ),
+        click.option(
+            "--standalone", is_flag=True, help="HTTP-01: serve it from certctl's own server."
+        ),
+        click.option(
+            "--http-port",
+            type=click.IntRange(1, 65535),
+            help="Port for --standalone (default 80).",
+        ),
+        click.option(
+            "--key-type",
+            type=click.Choice(KEY_TYPES),
+            default="ec256",
+            show_default=True,
+            help="Private key type.",
+        ),
+        click.option("--profile", help="ACME profile, e.g. shortlived (if the CA offers it)."),
+        click.option("--email", envvar="CERTCTL_EMAIL", help="Contact e-mail for a new account."),
+        click.option("--agree-tos", is_flag=True, help="Accept the CA's terms for a new account."),
+        click.option("--deploy-hook", help="Command run after the certificate changes."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def _request(**kw: object) -> object:
+    from certctl.errors import BadInput
+    from certctl.services import OrderRequest
+
+    if kw["webroot"] and kw["standalone"]:
+        raise BadInput("--webroot and --standalone exclude each other: choose one")
+    if kw["http_port"] and not kw["standalone"]:
+        raise BadInput("--http-port is for --standalone")
+    method = "webroot" if kw["webroot"] else "standalone" if kw["standalone"] else "manual"
+    return OrderRequest(
+        domains=list(kw["domains"]),  # type: ignore[call-overload]
+        name=kw["name"],  # type: ignore[arg-type]
+        challenge=kw["challenge"],  # type: ignore[arg-type]
+        method=method,
+        webroot=kw["webroot"],  # type: ignore[arg-type]
+        http_port=kw["http_port"],  # type: ignore[arg-type]
+        key_type=kw["key_type"],  # type: ignore[arg-type]
+        profile=kw["profile"],  # type: ignore[arg-type]
+        email=kw["email"],  # type: ignore[arg-type]
+        agree_tos=bool(kw["agree_tos"]),
+        deploy_hook=kw["deploy_hook"],  # type: ignore[arg-type]
+    )
+
+
+@click.command("order")
+@_order_options
+@json_option
+@click.pass_context
+def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
+    """Place an order and print what must be published to prove control.
+
+    \b
+    Examples:
+      certctl order -d example.com -d www.example.com --webroot /var/www/html --agree-tos
+      certctl order -d '*.example.com' -d example.com --challenge dns
+    """
+    from certctl import services
+    from certctl.cli import build_context, render
+
+    context = build_context(ctx, json_output=json_output)
+    report = services.order(
+        context,
+        _request(**kw),
+        confirm_tos_for(context.interactive),  # type: ignore[arg-type]
+    )
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.order_report(report)
+
+
+@click.command("obtain")
+@_order_options
+@timeout_option(120)
+@json_option
+@click.pass_context
+def obtain_command(ctx: click.Context, json_output: bool, timeout: float, **kw: object) -> None:
+    """Order, verify and issue in one go (automatic validation: --standalone or --webroot).
+
+    \b
+    Example:
+      certctl obtain -d example.com --standalone --agree-tos
+    """
+    from certctl import services
+    from certctl.cli import build_context, render
+    from certctl.errors import BadInput
+
+    request = _request(**kw)
+    if request.method == "manual":  # type: ignore[attr-defined]
+        raise BadInput("obtain needs automatic validation: add --standalone or --webroot DIR")
+    context = build_context(ctx, json_output=json_output)
+    ordered = services.order(
+        context,
+        request,
+        confirm_tos_for(context.interactive),  # type: ignore[arg-type]
+    )
+    services.verify(context, ordered.name, timeout)
+    report = services.issue(context, ordered.name, timeout)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.issue_report(report)
+
+
+COMMANDS = [order_command, obtain_command]

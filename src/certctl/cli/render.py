@@ -1,0 +1,151 @@
+"""All terminal output: tables, JSON, progress and warnings (rich, imported lazily)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from certctl.services import IssueReport, ListEntry, OrderReport, VerifyReport
+
+_consoles: dict[bool, Console] = {}
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console on stdout or stderr; colour only on a terminal, NO_COLOR honoured."""
+    if stderr not in _consoles:
+        from rich.console import Console
+
+        stream = sys.stderr if stderr else sys.stdout
+        _consoles[stderr] = Console(
+            file=stream,
+            no_color=bool(os.environ.get("NO_COLOR")),
+            highlight=False,
+            soft_wrap=True,
+            width=None if stream.isatty() else 200,
+        )
+    return _consoles[stderr]
+
+
+def print_json(document: Any) -> None:
+    """The one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class CliReporter:
+    """Warnings and progress on stderr; a spinner only on a terminal."""
+
+    def __init__(self, quiet_status: bool = False) -> None:
+        self.quiet_status = quiet_status
+
+    def warn(self, message: str) -> None:
+        """One warning line on stderr."""
+        sys.stderr.write(f"warning: {message.removeprefix('warning: ')}\n")
+
+    def info(self, message: str) -> None:
+        """One progress line on stderr."""
+        sys.stderr.write(message + "\n")
+
+    @contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        """A spinner on a terminal; one line elsewhere."""
+        if sys.stderr.isatty() and not self.quiet_status:
+            with console(stderr=True).status(message):
+                yield
+        else:
+            yield
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def order_report(report: OrderReport) -> None:
+    """What to publish, per challenge."""
+    out = console()
+    out.print(f"Order placed for [bold]{report.name}[/] ({', '.join(report.domains)})")
+    out.print(f"Validation: {report.validation.label}; order expires {_when(report.order.expires)}")
+    for challenge in report.order.challenges:
+        if challenge.status == "valid":
+            out.print(f"\n{challenge.domain}: already validated")
+        elif challenge.type == "dns-01":
+            out.print(f"\n{challenge.domain}: publish this DNS TXT record")
+            out.print(f"  name:  {challenge.record_name}.")
+            out.print(f"  value: {challenge.validation}")
+        else:
+            where = "certctl serves it itself during 'verify'"
+            if report.validation.method == "webroot":
+                where = f"certctl writes it into {report.validation.webroot} during 'verify'"
+            elif report.validation.method == "manual":
+                where = "publish it on your web server"
+            out.print(f"\n{challenge.domain}: {where}")
+            out.print(f"  URL:     http://{challenge.domain}{challenge.record_name}")
+            out.print(f"  content: {challenge.validation}")
+    out.print(f"\nThen run: certctl verify {report.name}")
+
+
+def verify_report(report: VerifyReport) -> None:
+    """The CA's verdict."""
+    out = console()
+    for domain, error in report.results.items():
+        out.print(f"{domain}: {'valid' if error is None else error}")
+    out.print(f"Validated. Now run: certctl issue {report.name}")
+
+
+def issue_report(report: IssueReport) -> None:
+    """The stored certificate's summary."""
+    out = console()
+    current = report.current
+    out.print(f"Certificate [bold]{report.name}[/] stored as version {report.version}")
+    out.print(f"  domains:   {', '.join(report.domains)}")
+    out.print(f"  serial:    {current.serial}")
+    out.print(f"  issuer:    {current.issuer}")
+    out.print(f"  not after: {_when(current.not_after)}")
+    for label, path in report.paths.items():
+        out.print(f"  {label + ':':<10} {path}")
+
+
+_STATE_STYLE = {
+    "valid": "green",
+    "due": "yellow",
+    "expiring": "yellow",
+    "pending order": "cyan",
+    "expired": "red",
+    "failed": "red",
+    "revoked": "red",
+    "damaged": "red",
+}
+
+
+def list_table(entries: list[ListEntry]) -> None:
+    """The store as a table."""
+    out = console()
+    if not entries:
+        out.print("No certificates in the store. Start with: certctl order -d DOMAIN")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "DOMAINS", "ISSUER", "NOT AFTER", "DAYS", "RENEWAL", "STATE"):
+        table.add_column(column, justify="right" if column == "DAYS" else "left")
+    for entry in entries:
+        days = "-" if entry.days_left is None else f"{entry.days_left:.0f}"
+        style = _STATE_STYLE.get(entry.state, "")
+        table.add_row(
+            entry.name,
+            ", ".join(entry.domains),
+            entry.issuer or "-",
+            entry.not_after.strftime("%Y-%m-%d") if entry.not_after else "-",
+            days,
+            entry.method,
+            f"[{style}]{entry.state}[/]" if style else entry.state,
+        )
+    out.print(table)

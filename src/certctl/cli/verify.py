@@ -1,0 +1,34 @@
+"""certctl verify."""
+
+from __future__ import annotations
+
+import click
+
+from certctl.cli.options import json_option, timeout_option
+
+
+@click.command("verify")
+@click.argument("name")
+@timeout_option(120)
+@json_option
+@click.pass_context
+def verify_command(ctx: click.Context, name: str, timeout: float, json_output: bool) -> None:
+    """Check the challenges are visible, then ask the CA to validate them.
+
+    Exits 3 (retry later) when the self-check fails; the CA is not contacted then.
+
+    \b
+    Example:
+      certctl verify example.com
+    """
+    from certctl import services
+    from certctl.cli import build_context, render
+
+    report = services.verify(build_context(ctx, json_output=json_output), name, timeout)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.verify_report(report)
+
+
+COMMANDS = [verify_command]

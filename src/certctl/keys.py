@@ -1,0 +1,52 @@
+"""Private keys and CSRs (cryptography only; no ACME imports)."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import NameOID
+
+from certctl.errors import BadInput, StoreError
+
+KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
+
+def generate_key(key_type: str) -> bytes:
+    """A new private key as unencrypted PKCS#8 PEM."""
+    key: PrivateKeyTypes
+    if key_type == "ec256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif key_type == "ec384":
+        key = ec.generate_private_key(ec.SECP384R1())
+    elif key_type.startswith("rsa") and key_type in KEY_TYPES:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    else:
+        raise BadInput(f"unknown key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_key(key_pem: bytes, what: str) -> PrivateKeyTypes:
+    """Load a stored unencrypted key; StoreError names `what` when it is damaged."""
+    try:
+        return serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise StoreError(f"{what} is damaged or unreadable; it cannot be used") from e
+
+
+def make_csr(key_pem: bytes, domains: list[str]) -> bytes:
+    """A CSR (PEM) for `domains` signed by the key; the first domain is the CN."""
+    key = load_key(key_pem, "the order's private key")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])])
+    builder = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject if len(domains[0]) <= 64 else x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in domains]), False)
+    )
+    csr = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return csr.public_bytes(serialization.Encoding.PEM)

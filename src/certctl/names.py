@@ -1,0 +1,93 @@
+"""Validation of user-given names: certificate names (which become paths) and domains."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from certctl.errors import BadInput
+
+_CERT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def check_cert_name(name: str) -> str:
+    """Return `name` if it is a valid certificate name, else raise BadInput.
+
+    DESIGN §1.1: letters, digits, '-', '_', '.'; starts with a letter or digit;
+    at most 64 characters. '..' is refused too, so a name is always one safe
+    path component.
+    """
+    if not _CERT_NAME.fullmatch(name) or ".." in name:
+        shown = name if len(name) <= 80 and name.isprintable() else repr(name[:80])
+        raise BadInput(
+            f"invalid certificate name {shown!r}: use 1-64 letters, digits, '-', '_' or '.',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def normalize_domain(domain: str) -> str:
+    """Return the ACME identifier for `domain`: lower case, A-labels, no trailing dot.
+
+    A single leading '*.' marks a wildcard (DNS-01 only). IP addresses are refused:
+    certctl orders DNS identifiers.
+    """
+    raw = domain.strip()
+    shown = raw if len(raw) <= 80 and raw.isprintable() else repr(raw[:80])
+    if not raw:
+        raise BadInput("empty domain name: give a domain such as example.com with -d")
+    name = raw.rstrip(".") if raw.endswith(".") and not raw.endswith("..") else raw
+    wildcard = name.startswith("*.")
+    if wildcard:
+        name = name[2:]
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise BadInput(f"domain {shown!r} is an IP address: certctl orders DNS names only")
+    try:
+        ascii_name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise BadInput(
+            f"invalid domain {shown!r}: not a valid (internationalised) DNS name"
+        ) from None
+    labels = ascii_name.split(".")
+    for label in labels:
+        if label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                raise BadInput(
+                    f"invalid domain {shown!r}: {label!r} is not valid punycode"
+                ) from None
+    if (
+        len(labels) < 2
+        or len(ascii_name) > 253
+        or not all(_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise BadInput(
+            f"invalid domain {shown!r}: expected a fully qualified name such as"
+            " www.example.com (wildcards only as a leading '*.')"
+        )
+    return f"*.{ascii_name}" if wildcard else ascii_name
+
+
+def normalize_domains(domains: list[str] | tuple[str, ...]) -> list[str]:
+    """Normalise and de-duplicate domains, keeping the user's order."""
+    if not domains:
+        raise BadInput("no domain given: add at least one -d DOMAIN")
+    seen: dict[str, None] = {}
+    for domain in domains:
+        seen.setdefault(normalize_domain(domain), None)
+    if len(seen) > 100:
+        raise BadInput("too many domains: ACME CAs accept at most 100 names per certificate")
+    return list(seen)
+
+
+def default_cert_name(domain: str) -> str:
+    """Derive a certificate name from its first domain (`*.x.org` → `wildcard.x.org`)."""
+    name = "wildcard." + domain[2:] if domain.startswith("*.") else domain
+    return check_cert_name(name[:64].rstrip(".-"))

@@ -1,0 +1,513 @@
+"""One function per use case: lock → gather inputs → decide → act → persist → report.
+
+Services print nothing; they return plain report objects that the CLI renders.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from certctl.context import Context
+from certctl.errors import AcmeError, BadInput, NotYet, OperationFailed
+from certctl.keys import KEY_TYPES, generate_key, make_csr
+from certctl.models import (
+    SOURCE_UPLOAD,
+    AccountRecord,
+    CertRecord,
+    Challenge,
+    Current,
+    OrderState,
+    Validation,
+)
+from certctl.names import check_cert_name, default_cert_name, normalize_domains
+from certctl.renewal import status_of
+
+if TYPE_CHECKING:
+    from certctl.acmeclient import AcmeSession
+
+ConfirmTos = Callable[[str], bool]
+VERIFY_TIMEOUT = 120.0
+ISSUE_TIMEOUT = 120.0
+
+
+# ---- accounts ---------------------------------------------------------------
+
+
+def account_session(
+    ctx: Context,
+    server: str,
+    *,
+    email: str | None = None,
+    agree_tos: bool = False,
+    confirm_tos: ConfirmTos | None = None,
+) -> AcmeSession:
+    """A logged-in ACME session for `server`, creating the account on first use."""
+    session = ctx.acme(server)
+    stored = ctx.store.read_account(server)
+    if stored is not None:
+        session.login(stored[1], stored[0].uri)
+        return session
+    with ctx.store.account_lock(server):
+        stored = ctx.store.read_account(server)  # another run may have created it meanwhile
+        if stored is not None:
+            session.login(stored[1], stored[0].uri)
+            return session
+        if not agree_tos:
+            terms = session.terms_of_service() or "(no terms URL advertised)"
+            if confirm_tos is None or not confirm_tos(terms):
+                raise BadInput(
+                    f"no ACME account yet at {server}: pass --agree-tos to accept the CA's"
+                    f" terms of service ({terms}) and create one"
+                )
+        key = ctx.store.read_account_key(server)
+        if key is None:
+            key = generate_key("ec256")
+            ctx.store.write_account_key(server, key)  # stored 0600 before the CA sees it
+        uri = session.register(key, email=email or ctx.settings.email)
+        ctx.store.write_account(
+            AccountRecord(
+                server=server, uri=uri, email=email or ctx.settings.email, created=ctx.now()
+            )
+        )
+        ctx.reporter.info(f"created ACME account {uri}")
+    return session
+
+
+# ---- order ------------------------------------------------------------------
+
+
+@dataclass
+class OrderRequest:
+    """What `certctl order` was asked to do."""
+
+    domains: list[str]
+    name: str | None = None
+    challenge: str = "http"
+    method: str = "manual"  # standalone | webroot | manual
+    webroot: str | None = None
+    http_port: int | None = None
+    key_type: str = "ec256"
+    profile: str | None = None
+    email: str | None = None
+    agree_tos: bool = False
+    deploy_hook: str | None = None
+
+
+@dataclass
+class OrderReport:
+    """What the user must publish, and until when."""
+
+    name: str
+    domains: list[str]
+    validation: Validation
+    order: OrderState
+    server: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of `order --json`."""
+        return {
+            "name": self.name,
+            "domains": self.domains,
+            "status": self.order.status,
+            "expires": _iso(self.order.expires),
+            "validation": self.validation.label,
+            "challenges": [_challenge_json(c) for c in self.order.challenges],
+        }
+
+
+def _challenge_json(challenge: Challenge) -> dict[str, Any]:
+    if challenge.type == "dns-01":
+        return {
+            "domain": challenge.domain,
+            "type": "dns-01",
+            "status": challenge.status,
+            "record": challenge.record_name + ".",
+            "record_type": "TXT",
+            "value": challenge.validation,
+        }
+    return {
+        "domain": challenge.domain,
+        "type": "http-01",
+        "status": challenge.status,
+        "url": f"http://{challenge.domain}{challenge.record_name}",
+        "content": challenge.validation,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
+    if request.challenge not in ("http", "dns"):
+        raise BadInput(f"unknown challenge {request.challenge!r}: use http or dns")
+    if request.key_type not in KEY_TYPES:
+        raise BadInput(
+            f"unknown key type {request.key_type!r}: choose one of {', '.join(KEY_TYPES)}"
+        )
+    if request.challenge == "http":
+        wildcards = [d for d in domains if d.startswith("*.")]
+        if wildcards:
+            raise BadInput(
+                f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
+            )
+    elif request.method in ("standalone", "webroot"):
+        raise BadInput(
+            f"--{request.method} is for HTTP validation; drop it or use --challenge http"
+        )
+    if request.method == "webroot":
+        if not request.webroot:
+            raise BadInput("--webroot needs a directory")
+        from pathlib import Path
+
+        if not Path(request.webroot).is_dir():
+            raise BadInput(f"webroot {request.webroot} is not a directory: check --webroot")
+    if request.http_port is not None and not 0 < request.http_port < 65536:
+        raise BadInput(f"invalid --http-port {request.http_port}: expected 1-65535")
+    return Validation(
+        challenge=request.challenge,  # type: ignore[arg-type]
+        method=request.method,
+        webroot=str(Path(request.webroot).resolve()) if request.webroot else None,
+        http_port=request.http_port if request.method == "standalone" else None,
+    )
+
+
+def order(
+    ctx: Context, request: OrderRequest, confirm_tos: ConfirmTos | None = None
+) -> OrderReport:
+    """Place an order: key, account, order at the CA, all state persisted."""
+    domains = normalize_domains(request.domains)
+    name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
+    validation = _validation_for(request, domains)
+    server = ctx.settings.server_url
+    ctx.store.ensure()
+    with ctx.store.lock(name):
+        existing = ctx.store.read(name) if ctx.store.has(name) else None
+        if existing is not None and existing.source == SOURCE_UPLOAD:
+            raise BadInput(
+                f"{name!r} holds an uploaded certificate: choose another --name for the ACME one"
+            )
+        record = existing or CertRecord(name=name, domains=domains, created=ctx.now())
+        record.domains = domains
+        record.key_type = request.key_type
+        record.server = server
+        record.profile = request.profile
+        record.validation = validation
+        if request.deploy_hook is not None:
+            record.deploy_hook = request.deploy_hook or None
+        session = account_session(
+            ctx, server, email=request.email, agree_tos=request.agree_tos, confirm_tos=confirm_tos
+        )
+        _place_order(ctx, session, record)
+        return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
+
+
+def _place_order(ctx: Context, session: AcmeSession, record: CertRecord) -> None:
+    """Generate the key, place the order and persist both (key first)."""
+    ctx.store.write_pending_key(record.name, generate_key(record.key_type))
+    new = session.new_order(record.domains, record.validation.challenge, profile=record.profile)
+    new.created = ctx.now()
+    record.order = new
+    ctx.store.write(record)
+
+
+# ---- verify -----------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    """The CA's verdict on each domain."""
+
+    name: str
+    domains: list[str]
+    status: str
+    results: dict[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of `verify --json`."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "domains": [
+                {"domain": d, "valid": err is None, "error": err} for d, err in self.results.items()
+            ],
+        }
+
+
+def _usable_order(ctx: Context, record: CertRecord) -> OrderState:
+    order = record.order
+    if order is None:
+        raise BadInput(
+            f"{record.name!r} has no pending order: run 'certctl order -d {record.domains[0]}"
+            f" --name {record.name}' first"
+        )
+    if order.status == "invalid":
+        raise OperationFailed(
+            f"the order for {record.name!r} failed ({order.error or 'validation failed'}):"
+            f" run 'certctl order' again"
+        )
+    if order.expires is not None and order.expires <= ctx.now():
+        raise OperationFailed(
+            f"the order for {record.name!r} expired at {order.expires:%Y-%m-%d %H:%M} UTC:"
+            " run 'certctl order' again"
+        )
+    return order
+
+
+def verify(ctx: Context, name: str, timeout: float = VERIFY_TIMEOUT) -> VerifyReport:
+    """Self-check the challenges, then ask the CA to validate and wait for its verdict."""
+    check_cert_name(name)
+    with ctx.store.lock(name):
+        record = ctx.store.read(name)
+        return _verify_locked(ctx, record, timeout)
+
+
+def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyReport:
+    from certctl import selfcheck
+    from certctl.solvers import make_solver
+
+    order = _usable_order(ctx, record)
+    session = account_session(ctx, record.server or ctx.settings.server_url)
+    todo = [c for c in order.challenges if c.status != "valid"]
+    report = VerifyReport(record.name, record.domains, "valid")
+    if not todo:
+        return _mark_ready(ctx, record, report)
+    solver = make_solver(record.validation, ctx.reporter)
+    resolvers = ctx.settings.resolver_addresses()
+    try:
+        solver.present(todo)
+        with ctx.reporter.status("checking that the challenges are visible"):
+            findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
+            findings += selfcheck.check_dns(todo, resolvers)
+        if findings:
+            raise NotYet(
+                "not visible yet (the CA was not asked): "
+                + "; ".join(str(f) for f in findings)
+                + f" — publish it, then run 'certctl verify {record.name}' again"
+            )
+        for challenge in todo:
+            session.answer(challenge)
+        deadline = time.monotonic() + timeout
+        with ctx.reporter.status("waiting for the CA to validate"):
+            report.results = session.wait_authorizations(order, deadline)
+    finally:
+        solver.cleanup(todo)
+    failed = {d: e for d, e in report.results.items() if e is not None}
+    if failed:
+        order.status = "invalid"
+        order.error = "; ".join(f"{d}: {e}" for d, e in failed.items())
+        ctx.store.write(record)
+        raise AcmeError(
+            f"the CA could not validate {order.error}; fix it and run 'certctl order' again"
+        )
+    return _mark_ready(ctx, record, report)
+
+
+def _mark_ready(ctx: Context, record: CertRecord, report: VerifyReport) -> VerifyReport:
+    assert record.order is not None
+    for challenge in record.order.challenges:
+        challenge.status = "valid"
+        report.results.setdefault(challenge.domain, None)
+    record.order.status = "ready"
+    ctx.store.write(record)
+    return report
+
+
+# ---- issue ------------------------------------------------------------------
+
+
+@dataclass
+class IssueReport:
+    """The stored certificate."""
+
+    name: str
+    domains: list[str]
+    version: int
+    current: Current
+    paths: dict[str, str]
+    reordered: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of `issue --json`."""
+        return {
+            "name": self.name,
+            "domains": self.domains,
+            "version": self.version,
+            "serial": self.current.serial,
+            "issuer": self.current.issuer,
+            "not_before": self.current.not_before.isoformat(),
+            "not_after": self.current.not_after.isoformat(),
+            "fingerprint_sha256": self.current.fingerprint,
+            "paths": self.paths,
+        }
+
+
+def issue(ctx: Context, name: str, timeout: float = ISSUE_TIMEOUT) -> IssueReport:
+    """Finalize the order and store the certificate; re-issue in one go when automatic."""
+    check_cert_name(name)
+    with ctx.store.lock(name):
+        record = ctx.store.read(name)
+        return _issue_locked(ctx, record, timeout)
+
+
+def _issue_locked(ctx: Context, record: CertRecord, timeout: float) -> IssueReport:
+    if record.source == SOURCE_UPLOAD:
+        raise BadInput(
+            f"{record.name!r} was uploaded: certctl cannot re-issue it; upload its successor"
+            " with 'certctl upload --replace'"
+        )
+    server = record.server or ctx.settings.server_url
+    reordered = False
+    order = record.order
+    expired = order is not None and order.expires is not None and order.expires <= ctx.now()
+    if order is None or order.status == "invalid" or expired:
+        if not record.validation.automatic:
+            _usable_order(ctx, record)  # raises the right message
+            raise BadInput(f"{record.name!r} has no usable order: run 'certctl order' again")
+        session = account_session(ctx, server)
+        _place_order(ctx, session, record)
+        reordered = True
+    order = record.order
+    assert order is not None
+    if any(c.status != "valid" for c in order.challenges) and order.status == "pending":
+        if not record.validation.automatic:
+            raise NotYet(
+                f"the order for {record.name!r} is not validated yet:"
+                f" run 'certctl verify {record.name}' first"
+            )
+        _verify_locked(ctx, record, timeout)
+    return _finalize_and_store(ctx, record, timeout, reordered)
+
+
+def _finalize_and_store(
+    ctx: Context, record: CertRecord, timeout: float, reordered: bool
+) -> IssueReport:
+    from cryptography import x509
+
+    from certctl.keys import load_key
+    from certctl.material import cert_info_pem, key_matches
+
+    order = record.order
+    assert order is not None
+    key = ctx.store.read_pending_key(record.name)
+    if key is None:
+        raise OperationFailed(
+            f"the key of {record.name!r}'s order is missing from the store: run 'certctl order'"
+            " again"
+        )
+    session = account_session(ctx, record.server or ctx.settings.server_url)
+    deadline = time.monotonic() + timeout
+    with ctx.reporter.status("waiting for the CA to issue the certificate"):
+        fullchain = session.finalize(order, make_csr(key, record.domains), deadline)
+    cert_pem, chain_pem = split_chain(fullchain)
+    info = cert_info_pem(cert_pem)
+    if not key_matches(x509.load_pem_x509_certificate(cert_pem), load_key(key, "the order key")):
+        raise AcmeError("the CA returned a certificate for another key; nothing was stored")
+    missing = set(record.domains) - set(info.names)
+    if missing:
+        raise AcmeError(f"the certificate lacks {', '.join(sorted(missing))}; nothing was stored")
+    version = ctx.store.add_version(record.name, cert=cert_pem, chain=chain_pem, key=key)
+    ctx.store.switch_live(record.name, version)
+    record.current = Current(
+        version=version,
+        serial=info.serial,
+        not_before=info.not_before,
+        not_after=info.not_after,
+        issuer=info.issuer,
+        fingerprint=info.fingerprint_sha256,
+        names=list(info.names),
+    )
+    record.order = None
+    record.revoked = False
+    ctx.store.write(record)
+    ctx.store.drop_pending_key(record.name)
+    return IssueReport(
+        name=record.name,
+        domains=record.domains,
+        version=version,
+        current=record.current,
+        paths=ctx.store.live_paths(record.name).as_dict(),
+        reordered=reordered,
+    )
+
+
+def split_chain(fullchain: str) -> tuple[bytes, bytes]:
+    """Split a PEM chain into the leaf and the rest."""
+    marker = "-----END CERTIFICATE-----"
+    end = fullchain.find(marker)
+    if end < 0:
+        raise AcmeError("the CA returned no certificate")
+    end += len(marker)
+    leaf = fullchain[:end].strip() + "\n"
+    rest = fullchain[end:].strip()
+    return leaf.encode(), (rest + "\n").encode() if rest else b""
+
+
+# ---- list -------------------------------------------------------------------
+
+
+@dataclass
+class ListEntry:
+    """One row of `certctl list`."""
+
+    name: str
+    domains: list[str]
+    issuer: str | None
+    not_after: datetime | None
+    days_left: float | None
+    method: str
+    source: str
+    state: str
+    reason: str
+    profile: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of one `list --json` entry."""
+        return {
+            "name": self.name,
+            "domains": self.domains,
+            "issuer": self.issuer,
+            "not_after": _iso(self.not_after),
+            "days_left": None if self.days_left is None else round(self.days_left, 2),
+            "renewal": self.method,
+            "source": self.source,
+            "profile": self.profile,
+            "state": self.state,
+            "reason": self.reason,
+        }
+
+
+def list_certificates(ctx: Context) -> list[ListEntry]:
+    """Every certificate in the store with its state; damaged entries are listed, not fatal."""
+    from certctl.errors import StoreError
+
+    now = ctx.now()
+    entries = []
+    for name in ctx.store.names():
+        try:
+            record = ctx.store.read(name)
+        except (StoreError, BadInput) as e:
+            entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(e)))
+            continue
+        status = status_of(record, now, ctx.settings.notice_days)
+        current = record.current
+        method = "manual (upload)" if record.source == SOURCE_UPLOAD else record.validation.label
+        entries.append(
+            ListEntry(
+                name=name,
+                domains=record.domains,
+                issuer=current.issuer if current else None,
+                not_after=current.not_after if current else None,
+                days_left=status.days_left,
+                method=method,
+                source=record.source,
+                state=status.state,
+                reason=status.reason,
+                profile=record.profile,
+            )
+        )
+    return entries

@@ -1,0 +1,46 @@
+"""Challenge solvers: one small interface (present/cleanup, as lego's) and a dict of them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from certctl.context import Reporter
+from certctl.errors import BadInput
+from certctl.models import Challenge, Validation
+
+
+class Solver(Protocol):
+    """Publishes challenge responses and removes them afterwards."""
+
+    def present(self, challenges: list[Challenge]) -> None:
+        """Make the responses visible to the CA."""
+
+    def cleanup(self, challenges: list[Challenge]) -> None:
+        """Remove what present() published; must be safe to call after a partial present()."""
+
+
+def make_solver(validation: Validation, reporter: Reporter) -> Solver:
+    """The solver for a certificate's validation settings."""
+    from certctl.solvers import http
+
+    factories = {
+        ("http", "standalone"): lambda: http.StandaloneSolver(validation.http_port or 80),
+        ("http", "webroot"): lambda: http.WebrootSolver(validation.webroot or ""),
+        ("http", "manual"): lambda: ManualSolver(),
+        ("dns", "manual"): lambda: ManualSolver(),
+    }
+    factory = factories.get((validation.challenge, validation.method))
+    if factory is None:
+        raise BadInput(f"unsupported validation method {validation.label!r}")
+    solver: Solver = factory()
+    return solver
+
+
+class ManualSolver:
+    """The user publishes the responses; nothing to do here."""
+
+    def present(self, challenges: list[Challenge]) -> None:
+        """Nothing: the user published them."""
+
+    def cleanup(self, challenges: list[Challenge]) -> None:
+        """Nothing: the user removes them."""

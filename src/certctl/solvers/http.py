@@ -1,0 +1,160 @@
+"""HTTP-01 solvers: certctl's own standalone server, or files in a webroot."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from certctl.errors import BadInput, OperationFailed
+from certctl.models import Challenge
+
+PREFIX = "/.well-known/acme-challenge/"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    responses: dict[str, bytes]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "certctl"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        token = self.path[len(PREFIX) :] if self.path.startswith(PREFIX) else None
+        body = self.server.responses.get(token) if token else None
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silence per-request logging."""
+
+
+class _DualStackServer(_Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class StandaloneSolver:
+    """Serve http-01 responses from certctl's own HTTP server on `port` (all addresses)."""
+
+    def __init__(self, port: int, address: str = "") -> None:
+        self.port = port
+        self.address = address
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def present(self, challenges: list[Challenge]) -> None:
+        """Start the server with the expected tokens."""
+        responses = {c.token: c.validation.encode() for c in challenges if c.type == "http-01"}
+        self._server = self._bind()
+        self._server.responses = responses
+        # A short poll interval: shutdown() waits for the loop to notice (socketserver).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def _bind(self) -> _Server:
+        try:
+            if not self.address and socket.has_ipv6:
+                try:
+                    return _DualStackServer(("::", self.port), _Handler)
+                except OSError as e:
+                    if e.errno == errno.EADDRINUSE:
+                        raise
+            return _Server((self.address or "0.0.0.0", self.port), _Handler)  # noqa: S104
+        except PermissionError:
+            raise BadInput(
+                f"cannot listen on port {self.port}: binding below 1024 needs root or"
+                " CAP_NET_BIND_SERVICE; or use --webroot"
+            ) from None
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise OperationFailed(
+                    f"port {self.port} is in use (a web server?): stop it, or use --webroot DIR"
+                ) from None
+            raise OperationFailed(f"cannot listen on port {self.port}: {e.strerror}") from None
+
+    def cleanup(self, challenges: list[Challenge]) -> None:
+        """Stop the server and free the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+class WebrootSolver:
+    """Write each response to <webroot>/.well-known/acme-challenge/<token>; remove it after."""
+
+    def __init__(self, webroot: str) -> None:
+        self.webroot = Path(webroot)
+        self._created_files: list[Path] = []
+        self._created_dirs: list[Path] = []
+
+    def _challenge_dir(self) -> Path:
+        if not self.webroot.is_dir():
+            raise BadInput(f"webroot {self.webroot} is not a directory: check --webroot")
+        root = self.webroot.resolve()
+        directory = root
+        for part in (".well-known", "acme-challenge"):
+            directory = directory / part
+            if directory.is_symlink():
+                raise BadInput(
+                    f"{directory} is a symlink: certctl writes only inside the webroot;"
+                    " replace it with a directory"
+                )
+            if not directory.exists():
+                directory.mkdir(mode=0o755)
+                os.chmod(directory, 0o755)  # noqa: S103 (the web server must read it)
+                self._created_dirs.append(directory)
+        return directory
+
+    def present(self, challenges: list[Challenge]) -> None:
+        """Write the response files (world-readable: the web server must serve them)."""
+        directory = self._challenge_dir()
+        for challenge in challenges:
+            path = directory / challenge.token
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            except FileExistsError:
+                raise OperationFailed(
+                    f"{path} already exists; remove it (certctl only removes what it created)"
+                ) from None
+            except OSError as e:
+                raise OperationFailed(f"cannot write {path}: {e.strerror}") from None
+            self._created_files.append(path)
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o644)
+                handle.write(challenge.validation.encode())
+
+    def cleanup(self, challenges: list[Challenge]) -> None:
+        """Remove exactly the files and directories present() created."""
+        for path in self._created_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for directory in reversed(self._created_dirs):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if empty
+        self._created_files.clear()
+        self._created_dirs.clear()

@@ -1,0 +1,97 @@
+"""Shared fixtures: a real Pebble CA, a store, and helpers to run certctl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from certctl.cli import cli
+from pebble import PebbleServer, require_pebble
+
+CERTCTL = [sys.executable, "-m", "certctl"]
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
+    """One Pebble (5% bad nonces, as by default) for the whole session."""
+    require_pebble()
+    server = PebbleServer(tmp_path_factory.mktemp("pebble"), nonce_reject=5)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A fresh store directory path (not yet created)."""
+    return tmp_path / "store"
+
+
+class Certctl:
+    """Runs certctl against one store and one Pebble, in-process or as a subprocess."""
+
+    def __init__(self, store: Path, pebble: PebbleServer | None) -> None:
+        self.store = store
+        self.pebble = pebble
+
+    def env(self) -> dict[str, str]:
+        """Environment pointing certctl at the store and the test CA."""
+        env = {
+            "CERTCTL_STORE": str(self.store),
+            "CERTCTL_CONFIG": str(self.store.parent / "no-config.toml"),
+            "NO_COLOR": "1",
+        }
+        if self.pebble is not None:
+            env.update(
+                CERTCTL_SERVER=self.pebble.directory_url,
+                CERTCTL_CA_BUNDLE=str(self.pebble.ca_bundle),
+                CERTCTL_RESOLVER=self.pebble.dns_address,
+                CERTCTL_CHECK_HTTP_PORT=str(self.pebble.http_port),
+            )
+        return env
+
+    def invoke(self, *args: str, input: str | None = None) -> Result:
+        """Run in-process through click's CliRunner (the real entry point)."""
+        runner = CliRunner()
+        return runner.invoke(cli, list(args), env=self.env(), input=input, catch_exceptions=False)
+
+    def run(self, *args: str, check: bool = False, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run as a real subprocess, stdin closed (as cron does)."""
+        env = {**os.environ, **self.env()}
+        env.pop("CERTCTL_DEBUG", None)
+        proc = subprocess.run(
+            [*CERTCTL, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=kw.pop("timeout", 120),
+            **kw,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"certctl {args} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        """Run a subprocess with --json and parse stdout."""
+        proc = self.run(*args, "--json", check=True)
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def certctl(store: Path, pebble: PebbleServer) -> Certctl:
+    """certctl wired to a fresh store and the session's Pebble."""
+    return Certctl(store, pebble)
+
+
+@pytest.fixture
+def offline(store: Path) -> Certctl:
+    """certctl with a fresh store and no CA (for commands that never talk to one)."""
+    return Certctl(store, None)
