@@ -45,7 +45,7 @@ class Certctl:
         """Environment pointing certctl at the store and the test CA."""
         env = {
             "CERTCTL_STORE": str(self.store),
-            "CERTCTL_CONFIG": str(self.store.parent / "no-config.toml"),
+            "CERTCTL_CONFIG": os.devnull,
             "NO_COLOR": "1",
         }
         if self.pebble is not None:
@@ -62,9 +62,11 @@ class Certctl:
         runner = CliRunner()
         return runner.invoke(cli, list(args), env=self.env(), input=input, catch_exceptions=False)
 
-    def run(self, *args: str, check: bool = False, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = False, extra_env: dict[str, str] | None = None, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run as a real subprocess, stdin closed (as cron does)."""
-        env = {**os.environ, **self.env()}
+        env = {**os.environ, **self.env(), **(extra_env or {})}
         env.pop("CERTCTL_DEBUG", None)
         proc = subprocess.run(
             [*CERTCTL, *args],

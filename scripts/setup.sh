@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a development machine (Debian bookworm): system packages, Pebble 2.10,
+# and a virtualenv in .venv with certctl and its test tools installed.
+# Idempotent; run as root or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [[ "$(id -u)" -ne 0 ]]; then SUDO="sudo"; fi
+
+packages=(python3 python3-venv ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    if ((${#missing[@]})); then
+        $SUDO apt-get update
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
+    fi
+fi
+
+$SUDO scripts/install-pebble.sh
+
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+echo "setup: done (.venv ready, pebble: $(command -v pebble))" >&2
