@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from certctl.errors import BadInput, StoreError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
 
 def generate_key(key_type: str) -> bytes:
     """A new private key as unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     key: PrivateKeyTypes
     if key_type == "ec256":
         key = ec.generate_private_key(ec.SECP256R1())
@@ -33,6 +35,8 @@ def generate_key(key_type: str) -> bytes:
 
 def load_key(key_pem: bytes, what: str) -> PrivateKeyTypes:
     """Load a stored unencrypted key; StoreError names `what` when it is damaged."""
+    from cryptography.hazmat.primitives import serialization
+
     try:
         return serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as e:
@@ -41,6 +45,10 @@ def load_key(key_pem: bytes, what: str) -> PrivateKeyTypes:
 
 def make_csr(key_pem: bytes, domains: list[str]) -> bytes:
     """A CSR (PEM) for `domains` signed by the key; the first domain is the CN."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
     key = load_key(key_pem, "the order's private key")
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])])
     builder = (

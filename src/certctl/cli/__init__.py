@@ -1,187 +1,29 @@
-"""The command line: click commands, thin; one service call each."""
+"""The command line: click commands, thin; one service call each.
+
+The entry point stays light: `certctl --version` answers before click is
+imported, and every command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-import traceback
-from pathlib import Path
-from typing import Any
-
-import click
-
 from certctl import __version__
-from certctl.errors import CertctlError, ExitCode
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class CertctlGroup(click.Group):
-    """Maps certctl errors to one line on stderr and their exit code (at the edge, once)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; CertctlError → one line (traceback with --debug)."""
-        try:
-            return super().invoke(ctx)
-        except CertctlError as e:
-            debug = bool(ctx.meta.get("certctl.debug"))
-            if debug:
-                traceback.print_exc()
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(int(e.exit_code))
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as e:
-            if ctx.meta.get("certctl.debug"):
-                raise
-            click.echo(
-                f"error: internal error ({type(e).__name__}: {e}); rerun with --debug and"
-                " report it",
-                err=True,
-            )
-            ctx.exit(int(ExitCode.FAILED))
-
-
-def _default_store() -> str:
-    import platformdirs
-
-    return platformdirs.user_data_dir("certctl", appauthor=False)
-
-
-def _default_config() -> str:
-    import platformdirs
-
-    return str(Path(platformdirs.user_config_dir("certctl", appauthor=False)) / "config.toml")
-
-
-@click.group(cls=CertctlGroup, context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, "--version", prog_name="certctl")
-@click.option(
-    "--store",
-    envvar="CERTCTL_STORE",
-    type=click.Path(file_okay=False),
-    help="Store directory [env CERTCTL_STORE; default: the user data dir].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    envvar="CERTCTL_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (TOML) [env CERTCTL_CONFIG; default: user config dir/config.toml].",
-)
-@click.option(
-    "--server",
-    envvar="CERTCTL_SERVER",
-    help="ACME CA: letsencrypt (default), letsencrypt-staging or a directory URL"
-    " [env CERTCTL_SERVER].",
-)
-@click.option(
-    "--ca-bundle",
-    envvar="CERTCTL_CA_BUNDLE",
-    type=click.Path(dir_okay=False, exists=True),
-    help="CA bundle to trust for the ACME server's TLS (private/test CA) [env CERTCTL_CA_BUNDLE].",
-)
-@click.option(
-    "--resolver",
-    "resolvers",
-    multiple=True,
-    envvar="CERTCTL_RESOLVER",
-    help="IP[:PORT] of a DNS resolver for self-checks (repeatable) [env CERTCTL_RESOLVER].",
-)
-@click.option(
-    "--check-http-port",
-    type=click.IntRange(1, 65535),
-    envvar="CERTCTL_CHECK_HTTP_PORT",
-    help="Port the HTTP-01 self-check connects to (default 80, as the CA does).",
-)
-@click.option(
-    "--debug", is_flag=True, envvar="CERTCTL_DEBUG", help="Show tracebacks and debug logs."
-)
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    store: str | None,
-    config_path: str | None,
-    server: str | None,
-    ca_bundle: str | None,
-    resolvers: tuple[str, ...],
-    check_http_port: int | None,
-    debug: bool,
-) -> None:
-    """Obtain, import, watch and renew TLS certificates.
-
-    \b
-    Examples:
-      certctl order -d example.com --webroot /var/www/html --agree-tos
-      certctl verify example.com
-      certctl issue example.com
-      certctl list
-    """
-    ctx.meta["certctl.debug"] = debug
-    ctx.obj = {
-        "store": store,
-        "config": config_path,
-        "server": server,
-        "ca_bundle": ca_bundle,
-        "resolvers": resolvers,
-        "check_http_port": check_http_port,
-        "debug": debug,
-    }
-
-
-def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any:
-    """Build the run's Context from global options, environment and config file."""
-    from certctl.cli.render import CliReporter
-    from certctl.config import load_settings
-    from certctl.context import Context
-    from certctl.store import Store
-
-    opts = click_ctx.find_root().obj
-    if opts["debug"]:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    explicit = opts["config"] is not None
-    settings = load_settings(Path(opts["config"] or _default_config()), explicit)
-    if opts["server"]:
-        settings.server = opts["server"]
-    if opts["ca_bundle"]:
-        settings.ca_bundle = opts["ca_bundle"]
-    if opts["resolvers"]:
-        resolvers: list[str] = []
-        for value in opts["resolvers"]:
-            resolvers.extend(v for v in value.replace(",", " ").split() if v)
-        settings.resolvers = resolvers
-        settings.resolver_addresses()
-    if opts["check_http_port"]:
-        settings.check_http_port = opts["check_http_port"]
-    reporter = CliReporter(quiet_status=json_output)
-    store = Store(Path(opts["store"] or _default_store()), warn=reporter.warn)
-    store.check()
-    return Context(
-        store=store,
-        settings=settings,
-        reporter=reporter,
-        interactive=sys.stdin.isatty(),
-    )
-
-
-def _register() -> None:
-    from certctl.cli import issue, listing, order, verify
-
-    for module in (order, verify, issue, listing):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:
     """Console-script entry point."""
-    if os.environ.get("CERTCTL_DEBUG"):
-        os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+    if sys.argv[1:] == ["--version"]:
+        sys.stdout.write(f"certctl, version {__version__}\n")
+        return
+    from certctl.cli.app import cli
+
     cli(prog_name="certctl")
+
+
+def __getattr__(name: str) -> object:
+    """`certctl.cli.cli` and `build_context` without importing click up front."""
+    if name in ("cli", "build_context"):
+        from certctl.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(name)

@@ -23,7 +23,8 @@ def issue_command(ctx: click.Context, name: str, timeout: float, json_output: bo
       certctl issue example.com
     """
     from certctl import services
-    from certctl.cli import build_context, render
+    from certctl.cli import render
+    from certctl.cli.app import build_context
 
     report = services.issue(build_context(ctx, json_output=json_output), name, timeout)
     if json_output:

@@ -19,7 +19,8 @@ def list_command(ctx: click.Context, json_output: bool) -> None:
       certctl list --json | jq '.certificates[] | select(.state != "valid")'
     """
     from certctl import services
-    from certctl.cli import build_context, render
+    from certctl.cli import render
+    from certctl.cli.app import build_context
 
     entries = services.list_certificates(build_context(ctx, json_output=json_output))
     if json_output:

@@ -94,7 +94,8 @@ def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
       certctl order -d '*.example.com' -d example.com --challenge dns
     """
     from certctl import services
-    from certctl.cli import build_context, render
+    from certctl.cli import render
+    from certctl.cli.app import build_context
 
     context = build_context(ctx, json_output=json_output)
     report = services.order(
@@ -121,7 +122,8 @@ def obtain_command(ctx: click.Context, json_output: bool, timeout: float, **kw: 
       certctl obtain -d example.com --standalone --agree-tos
     """
     from certctl import services
-    from certctl.cli import build_context, render
+    from certctl.cli import render
+    from certctl.cli.app import build_context
     from certctl.errors import BadInput
 
     request = _request(**kw)

@@ -22,7 +22,8 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
       certctl verify example.com
     """
     from certctl import services
-    from certctl.cli import build_context, render
+    from certctl.cli import render
+    from certctl.cli.app import build_context
 
     report = services.verify(build_context(ctx, json_output=json_output), name, timeout)
     if json_output:
