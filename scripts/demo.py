@@ -40,8 +40,17 @@ def main() -> int:
         certctl = str(Path(sys.executable).parent / "certctl")
         domain = "www.demo.example"
         steps = [
-            ["order", "-d", domain, "--standalone", "--http-port", str(pebble.http_port),
-             "--agree-tos", "--email", "ops@demo.example"],
+            [
+                "order",
+                "-d",
+                domain,
+                "--standalone",
+                "--http-port",
+                str(pebble.http_port),
+                "--agree-tos",
+                "--email",
+                "ops@demo.example",
+            ],
             ["verify", domain],
             ["issue", domain],
             ["list"],

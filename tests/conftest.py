@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from certctl.cli import cli
+
 from pebble import PebbleServer, require_pebble
 
 CERTCTL = [sys.executable, "-m", "certctl"]

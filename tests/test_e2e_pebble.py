@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import itertools
 import json
 import os
 import stat
@@ -14,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Certctl
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from conftest import Certctl
 from pebble import PebbleServer
 
 pytestmark = pytest.mark.pebble
@@ -49,7 +51,7 @@ def serve_text(port: int, body: bytes) -> Iterator[None]:
     """A web server answering every GET with `body` (a misconfigured or decoy server)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -81,7 +83,7 @@ def assert_issued(certctl: Certctl, pebble: PebbleServer, name: str, domains: li
     # the chain verifies up to the root published by Pebble's management API
     root = x509.load_pem_x509_certificate(pebble.root_pem())
     chain = [*certs, root]
-    for child, parent in zip(chain, chain[1:], strict=False):
+    for child, parent in itertools.pairwise(chain):
         child.verify_directly_issued_by(parent)
     key = serialization.load_pem_private_key((live / "privkey.pem").read_bytes(), None)
     assert key.public_key().public_bytes(
@@ -142,7 +144,9 @@ def test_http01_webroot_cleans_up(certctl: Certctl, pebble: PebbleServer, tmp_pa
 
 def test_dns01_manual_wildcard_and_apex(certctl: Certctl, pebble: PebbleServer) -> None:
     base = unique("d")
-    ordered = certctl.json("order", "-d", f"*.{base}", "-d", base, "--challenge", "dns", "--agree-tos")
+    ordered = certctl.json(
+        "order", "-d", f"*.{base}", "-d", base, "--challenge", "dns", "--agree-tos"
+    )
     name = ordered["name"]
     assert name == f"wildcard.{base}"
     records = {c["record"] for c in ordered["challenges"]}
@@ -235,8 +239,14 @@ def test_multi_name_ecdsa_p384_and_rsa(certctl: Certctl, pebble: PebbleServer) -
         domains = [unique("m1"), unique("m2"), unique("m3")]
         args = [a for d in domains for a in ("-d", d)]
         certctl.json(
-            "obtain", *args, "--standalone", "--http-port", str(pebble.http_port),
-            "--key-type", key_type, "--agree-tos",
+            "obtain",
+            *args,
+            "--standalone",
+            "--http-port",
+            str(pebble.http_port),
+            "--key-type",
+            key_type,
+            "--agree-tos",
         )
         assert_issued(certctl, pebble, domains[0], domains)
         leaf = x509.load_pem_x509_certificate(
@@ -252,8 +262,14 @@ def test_twenty_issuances_at_default_bad_nonce_rate(certctl: Certctl, pebble: Pe
     for _ in range(20):
         domain = unique("n")
         proc = certctl.run(
-            "obtain", "-d", domain, "--standalone", "--http-port", str(pebble.http_port),
-            "--agree-tos", "--json",
+            "obtain",
+            "-d",
+            domain,
+            "--standalone",
+            "--http-port",
+            str(pebble.http_port),
+            "--agree-tos",
+            "--json",
         )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["name"] == domain

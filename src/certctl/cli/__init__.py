@@ -7,6 +7,7 @@ imported, and every command imports what it needs when it runs.
 from __future__ import annotations
 
 import sys
+
 from certctl import __version__
 
 

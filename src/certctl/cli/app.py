@@ -178,4 +178,3 @@ def _register() -> None:
 
 
 _register()
-
