@@ -1,10 +1,11 @@
 """Real certificates, keys and bundles for tests, made with cryptography.
 
-    from certfactory import pki, make_leaf
+    from certfactory import make_leaf, pki
 
-    leaf = make_leaf("www.example.com", key="rsa2048", days=10)
-    (tmp / "fullchain.pem").write_bytes(leaf.fullchain_pem())
-    (tmp / "key.pem").write_bytes(leaf.key_pem(passphrase=b"s3cret"))
+    leaf = make_leaf("www.example.com", "192.0.2.7", key="rsa2048")
+    paths = leaf.write(tmp_path, passphrase=b"s3cret")  # cert/chain/fullchain/key.pem
+    (tmp_path / "site.pfx").write_bytes(leaf.pkcs12(passphrase=b"s3cret"))
+    short = make_leaf(days=10, not_after=now + timedelta(days=3))  # 10-day, 3 days left
 
 The hierarchy is root -> int1 -> int2 -> leaves; `pki()` is built once per session
 and valid 2020-2060, so any test clock works. Keys are cached per (kind, slot):
@@ -18,6 +19,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,9 +50,14 @@ _CA_KEY_USAGE = x509.KeyUsage(
 )
 
 
-@cache
 def private_key(kind: str = "ec256", slot: int = 0) -> PrivateKeyTypes:
     """A key of `kind` (see KEY_KINDS); the same object for the same (kind, slot)."""
+    return _cached_key(kind, slot)
+
+
+@cache  # behind a wrapper: private_key() and private_key("ec256", 0) must share one entry
+def _cached_key(kind: str, slot: int) -> PrivateKeyTypes:
+    """Generate a key once per session: RSA generation is slow."""
     del slot  # only part of the cache key
     if kind == "ec256":
         return ec.generate_private_key(ec.SECP256R1())
@@ -126,6 +133,20 @@ class Issued:
         """A .pfx/.p12 holding key, certificate and chain."""
         extra = [*self.chain, self.root] if with_root and self.root else list(self.chain)
         return make_pkcs12(self.cert, self.key, extra, passphrase=passphrase)
+
+    def write(self, directory: Path, *, passphrase: bytes | None = None) -> dict[str, Path]:
+        """Write cert.pem, chain.pem, fullchain.pem and key.pem; return them by stem."""
+        contents = {
+            "cert": self.cert_pem(),
+            "chain": self.chain_pem(),
+            "fullchain": self.fullchain_pem(),
+            "key": self.key_pem(passphrase=passphrase),
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {stem: directory / f"{stem}.pem" for stem in contents}
+        for stem, path in paths.items():
+            path.write_bytes(contents[stem])
+        return paths
 
 
 @dataclass(frozen=True)
@@ -216,9 +237,14 @@ def _general_name(text: str) -> x509.GeneralName:
         return x509.DNSName(text)
 
 
-@cache
 def pki(slot: int = 0) -> Pki:
     """The session's hierarchy; another slot is a second, unrelated hierarchy."""
+    return _cached_pki(slot)
+
+
+@cache
+def _cached_pki(slot: int) -> Pki:
+    """Build a hierarchy once per session."""
     tag = "" if slot == 0 else f" {slot}"
     root_key = private_key("rsa2048", 100 + slot)
     root_cert = make_cert(name(f"Test Root CA{tag}", "certfactory"), root_key, ca=True)
@@ -243,37 +269,42 @@ def make_leaf(
     issuer: Issued | None = None,
     ca: bool = False,
 ) -> Issued:
-    """A leaf signed by int2 (or `issuer`), valid from an hour before `now` for `days` days.
+    """A leaf signed by int2 (or `issuer`) for `days` days, by default from an hour before now.
 
-    `key` is a kind from KEY_KINDS (cached, slot 0) or a key object. Names that
-    are IP addresses become IP SANs; with no names the leaf is for www.example.com.
+    Give `not_after` alone and the leaf ends then, `days` after it began; give
+    `not_before` alone and it starts then. `key` is a kind from KEY_KINDS (cached,
+    slot 0) or a key object. Names that are IP addresses become IP SANs; with no
+    names the leaf is for www.example.com. `now` defaults to the real clock.
     """
     names = names or ("www.example.com",)
     issuer = issuer or pki().int2
     leaf_key = private_key(key) if isinstance(key, str) else key
-    start = not_before or (now or datetime.now(UTC)).replace(microsecond=0) - timedelta(hours=1)
-    end = not_after or start + timedelta(days=days)
+    lifetime = timedelta(days=days)
+    if not_before is None:
+        now = (now or datetime.now(UTC)).replace(microsecond=0)
+        not_before = not_after - lifetime if not_after else now - timedelta(hours=1)
     cert = make_cert(
         name(cn or names[0]),
         leaf_key,
         issuer=issuer,
         names=names,
         ca=ca,
-        not_before=start,
-        not_after=end,
+        not_before=not_before,
+        not_after=not_after or not_before + lifetime,
     )
     chain = (issuer.cert, *issuer.chain) if issuer.root else ()
     return Issued(cert, leaf_key, chain, issuer.root or issuer.cert)
 
 
-def self_signed(*names: str, key: str = "ec256", days: float = 90) -> Issued:
-    """A self-signed, non-CA server certificate."""
+def self_signed(
+    *names: str, key: str | PrivateKeyTypes = "ec256", days: float = 90, now: datetime | None = None
+) -> Issued:
+    """A self-signed, non-CA server certificate, valid from an hour before `now`."""
     names = names or ("selfsigned.example.com",)
-    leaf_key = private_key(key)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    cert = make_cert(
-        name(names[0]), leaf_key, names=names, not_before=start, not_after=start + timedelta(days)
-    )
+    leaf_key = private_key(key) if isinstance(key, str) else key
+    start = (now or datetime.now(UTC)).replace(microsecond=0) - timedelta(hours=1)
+    end = start + timedelta(days=days)
+    cert = make_cert(name(names[0]), leaf_key, names=names, not_before=start, not_after=end)
     return Issued(cert, leaf_key)
 
 

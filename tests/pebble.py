@@ -211,8 +211,12 @@ class PebbleServer:
         config_overrides: dict[str, Any] | None = None,
         pebble_bin: str | None = None,
         challtestsrv_bin: str | None = None,
+        dns_server: str | None = None,
     ) -> None:
-        """Configure (but do not start) the servers; files go into `tmp_dir`."""
+        """Configure (but do not start) the servers; files go into `tmp_dir`.
+
+        `dns_server` ("IP:PORT", e.g. a BIND) is where Pebble resolves, instead of challtestsrv.
+        """
         self.tmp_dir = Path(tmp_dir)
         self.nonce_reject = nonce_reject
         self.va_nosleep = va_nosleep
@@ -223,6 +227,7 @@ class PebbleServer:
         self.config_overrides = dict(config_overrides or {})
         self.pebble_bin = pebble_bin
         self.challtestsrv_bin = challtestsrv_bin
+        self.dns_server = dns_server
 
         self.ca_bundle = self.tmp_dir / "ca.pem"
         self.config_path = self.tmp_dir / "pebble-config.json"
@@ -389,7 +394,8 @@ class PebbleServer:
             "-tlsalpn01", "",
             "-doh", "",
         ]  # fmt: skip
-        pebble_cmd = [pebble_bin, "-config", str(self.config_path), "-dnsserver", self.dns_address]
+        pebble_dns = self.dns_server or self.dns_address
+        pebble_cmd = [pebble_bin, "-config", str(self.config_path), "-dnsserver", pebble_dns]
         with self.challtestsrv_log_path.open("wb") as log:
             self._challtestsrv = subprocess.Popen(
                 chall_cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

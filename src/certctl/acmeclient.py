@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import josepy
@@ -66,13 +66,13 @@ class _Network(client.ClientNetwork):  # type: ignore[misc]
         response = self.last_response
         if response is None or response.status_code not in (429, 503):
             return None
-        retry_at = client.ClientV2.retry_after(response, 1)
-        wait = max(0.0, (retry_at - datetime.now()).total_seconds())
+        retry_at = retry_after(response, 1)
+        wait = max(0.0, (retry_at - datetime.now(UTC)).total_seconds())
         if wait > MAX_RETRY_AFTER_WAIT:
             raise RateLimited(
                 f"the CA is rate-limiting or unavailable ({_describe(error)});"
                 f" it asks to retry after {retry_at:%Y-%m-%d %H:%M:%S} UTC",
-                retry_at.replace(tzinfo=UTC),
+                retry_at,
             ) from error
         return wait
 
@@ -454,10 +454,69 @@ class AcmeSession:
             raise AcmeError("the CA returned something that is not a certificate chain")
         return text
 
+    def has_renewal_info(self) -> bool:
+        """True when the CA offers ACME Renewal Information (RFC 9773)."""
+        return "renewalInfo" in self.directory.to_partial_json()
+
+    def renewal_info(self, cert_pem: bytes) -> tuple[datetime, datetime, datetime] | None:
+        """The suggested window (start, end) and when to ask again, or None without ARI."""
+        if not self.has_renewal_info():
+            return None
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        url = self.directory["renewalInfo"].rstrip("/") + "/" + ari_cert_id(cert)
+        net = self._client.net if self._client else self._network(None)
+
+        def fetch() -> requests.Response:
+            response: requests.Response = net.get(url, content_type="application/json")
+            return response
+
+        response = self.call("fetch renewal information", fetch)
+        info = messages.RenewalInfo.from_json(response.json())
+        window = info.suggested_window
+        # RFC 9773 §4.3: Retry-After says when to poll again (default: 6 hours).
+        retry_at = retry_after(response, 6 * 3600)
+        start, end = _utc(window.start), _utc(window.end)
+        if start is None or end is None or end < start:
+            raise AcmeError("the CA sent an invalid renewal window")
+        return start, end, retry_at
+
     def revoke(self, cert_pem: bytes, reason: int) -> None:
         """Revoke a certificate with this account (RFC 8555 §7.6)."""
         cert = x509.load_pem_x509_certificate(cert_pem)
         self.call("revoke the certificate", lambda: self.acme.revoke(cert, reason))
+
+
+def retry_after(response: requests.Response, default: float) -> datetime:
+    """When the server allows the next request: Retry-After in seconds or as an HTTP date."""
+    from email.utils import parsedate_to_datetime
+
+    now = datetime.now(UTC)
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return now + timedelta(seconds=min(int(value), 366 * 86400))
+    if value:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return now + timedelta(seconds=default)
+
+
+def ari_cert_id(cert: x509.Certificate) -> str:
+    """RFC 9773 §4.1 certificate identifier: base64url(AKI keyIdentifier).base64url(serial)."""
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    if aki.key_identifier is None:
+        raise AcmeError("the certificate has no authority key identifier; ARI cannot be used")
+    serial = cert.serial_number
+    serial_bytes = serial.to_bytes((serial.bit_length() + 8) // 8, "big")  # DER: sign bit room
+    return f"{b64(aki.key_identifier)}.{b64(serial_bytes)}"
 
 
 def _status(value: Any) -> str:

@@ -101,15 +101,22 @@ def load_settings(path: Path | None, explicit: bool) -> Settings:
             settings.email = str(data["email"])
         checks = data.get("checks", {})
         if "resolvers" in checks:
+            if not isinstance(checks["resolvers"], list):
+                raise ValueError('checks.resolvers must be a list such as ["192.0.2.53"]')
             settings.resolvers = [str(r) for r in checks["resolvers"]]
         if "http_port" in checks:
             settings.check_http_port = int(checks["http_port"])
+            if not 0 < settings.check_http_port < 65536:
+                raise ValueError("checks.http_port must be 1-65535")
         if "timeout" in data:
             settings.timeout = float(data["timeout"])
         if "notice_days" in data:
             settings.notice_days = float(data["notice_days"])
     except (TypeError, ValueError, AttributeError) as e:
         raise BadInput(f"config file {path}: invalid value ({e})") from None
-    for resolver in settings.resolvers:
-        parse_host_port(resolver, 53)
+    try:
+        for resolver in settings.resolvers:
+            parse_host_port(resolver, 53)
+    except BadInput as e:
+        raise BadInput(f"config file {path}: {e}") from None
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ class Context:
     reporter: Reporter = field(default_factory=QuietReporter)
     clock: Callable[[], datetime] = utc_now
     interactive: bool = False
-    _sessions: dict[str, AcmeSession] = field(default_factory=dict)
+    _local: threading.local = field(default_factory=threading.local)
 
     def now(self) -> datetime:
         """The current time from the injected clock."""
@@ -74,8 +75,9 @@ class Context:
         from certctl.acmeclient import AcmeSession
 
         url = server or self.settings.server_url
-        if url not in self._sessions:
-            self._sessions[url] = AcmeSession(
+        sessions: dict[str, AcmeSession] = self._local.__dict__.setdefault("sessions", {})
+        if url not in sessions:  # one per thread: requests sessions and nonces aren't shared
+            sessions[url] = AcmeSession(
                 url, ca_bundle=self.settings.ca_bundle, timeout=self.settings.timeout
             )
-        return self._sessions[url]
+        return sessions[url]

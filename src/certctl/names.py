@@ -19,12 +19,25 @@ def check_cert_name(name: str) -> str:
     path component.
     """
     if not _CERT_NAME.fullmatch(name) or ".." in name:
-        shown = name if len(name) <= 80 and name.isprintable() else repr(name[:80])
         raise BadInput(
-            f"invalid certificate name {shown!r}: use 1-64 letters, digits, '-', '_' or '.',"
+            f"invalid certificate name {_shown(name)}: use 1-64 letters, digits, '-', '_' or '.',"
             " starting with a letter or digit"
         )
     return name
+
+
+def _shown(text: str) -> str:
+    """The user's input, quoted once, shortened and made printable."""
+    return repr(text[:80]) + ("..." if len(text) > 80 else "")
+
+
+def _to_ascii(name: str) -> str:
+    """A-labels per IDNA 2008 / UTS 46 (what browsers and CAs use), lower case."""
+    if name.isascii():
+        return name.lower()
+    import idna
+
+    return str(idna.encode(name, uts46=True).decode("ascii")).lower()
 
 
 def normalize_domain(domain: str) -> str:
@@ -34,7 +47,7 @@ def normalize_domain(domain: str) -> str:
     certctl orders DNS identifiers.
     """
     raw = domain.strip()
-    shown = raw if len(raw) <= 80 and raw.isprintable() else repr(raw[:80])
+    shown = _shown(raw)
     if not raw:
         raise BadInput("empty domain name: give a domain such as example.com with -d")
     name = raw.rstrip(".") if raw.endswith(".") and not raw.endswith("..") else raw
@@ -46,22 +59,22 @@ def normalize_domain(domain: str) -> str:
     except ValueError:
         pass
     else:
-        raise BadInput(f"domain {shown!r} is an IP address: certctl orders DNS names only")
+        raise BadInput(f"domain {shown} is an IP address: certctl orders DNS names only")
     try:
-        ascii_name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        ascii_name = _to_ascii(name)
+    except (UnicodeError, ValueError):
         raise BadInput(
-            f"invalid domain {shown!r}: not a valid (internationalised) DNS name"
+            f"invalid domain {shown}: not a valid (internationalised) DNS name"
         ) from None
     labels = ascii_name.split(".")
     for label in labels:
         if label.startswith("xn--"):
             try:
-                label.encode("ascii").decode("idna")
-            except UnicodeError:
-                raise BadInput(
-                    f"invalid domain {shown!r}: {label!r} is not valid punycode"
-                ) from None
+                import idna
+
+                idna.decode(label)
+            except (UnicodeError, ValueError):
+                raise BadInput(f"invalid domain {shown}: {label!r} is not valid punycode") from None
     if (
         len(labels) < 2
         or len(ascii_name) > 253
@@ -69,7 +82,7 @@ def normalize_domain(domain: str) -> str:
         or labels[-1].isdigit()
     ):
         raise BadInput(
-            f"invalid domain {shown!r}: expected a fully qualified name such as"
+            f"invalid domain {shown}: expected a fully qualified name such as"
             " www.example.com (wildcards only as a leading '*.')"
         )
     return f"*.{ascii_name}" if wildcard else ascii_name

@@ -1,13 +1,21 @@
-"""Renewal and notice policy: pure functions of a certificate's dates and `now`."""
+"""Renewal and notice policy: pure functions of a certificate's facts and `now`.
+
+No I/O here (STYLE: fetch inputs, decide purely, then act). Table-tested in
+tests/test_renewal.py at fixed instants.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from certctl.models import SOURCE_UPLOAD, CertRecord
 
 SHORT_LIFETIME = timedelta(days=10)
+# Let's Encrypt's integration guide: retry after about 1 minute, 10 minutes,
+# 100 minutes, then daily.
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=10), timedelta(minutes=100))
+BACKOFF_DAILY = timedelta(days=1)
 
 
 def renewal_point(not_before: datetime, not_after: datetime) -> datetime:
@@ -26,14 +34,61 @@ def notice_window(not_before: datetime, not_after: datetime, notice_days: float)
     return min(timedelta(days=notice_days), (not_after - not_before) / 3)
 
 
+def backoff_delay(failures: int) -> timedelta:
+    """How long to wait after the `failures`-th consecutive failure (1 = first)."""
+    if failures <= 0:
+        return timedelta(0)
+    return BACKOFF[failures - 1] if failures <= len(BACKOFF) else BACKOFF_DAILY
+
+
+@dataclass(frozen=True)
+class AriWindow:
+    """A CA's suggested renewal window (RFC 9773 §4.2) and the moment picked inside it."""
+
+    start: datetime
+    end: datetime
+    pick: datetime  # RFC 9773 §4.2: a uniformly random moment in the window
+
+
+def ari_pick(start: datetime, end: datetime, fraction: float) -> datetime:
+    """The moment `fraction` (0..1, random) through the window."""
+    return start + (end - start) * min(1.0, max(0.0, fraction))
+
+
+def due_at(record: CertRecord, ari: AriWindow | None) -> tuple[datetime, str]:
+    """When the live certificate becomes due for renewal, and by which rule."""
+    current = record.current
+    assert current is not None
+    if record.renew_before_days is not None:
+        return (
+            current.not_after - timedelta(days=record.renew_before_days),
+            f"renew_before = {record.renew_before_days:g} days",
+        )
+    # RFC 9773 §4.2; a window that started before this certificate was issued is
+    # stale (it was meant for its predecessor): following it would renew in a loop.
+    if ari is not None and current.not_before < ari.start:
+        return ari.pick, "the CA's renewal window (ARI)"
+    lifetime = current.not_after - current.not_before
+    share = "half" if lifetime < SHORT_LIFETIME else "a third"
+    return renewal_point(current.not_before, current.not_after), f"{share} of the lifetime left"
+
+
 @dataclass(frozen=True)
 class Status:
-    """A certificate's state for `list` and `renew-due`, with the reason."""
+    """A certificate's state for `list`, `show` and `renew-due`, with the reason."""
 
     state: str  # valid | due | expiring | expired | pending order | failed | revoked
     reason: str
     days_left: float | None
     due_at: datetime | None
+
+
+def ari_of(record: CertRecord) -> AriWindow | None:
+    """The stored ARI window of a record, if any."""
+    renewal = record.renewal
+    if {"ari_start", "ari_end", "ari_pick"} <= renewal.keys():
+        return AriWindow(renewal["ari_start"], renewal["ari_end"], renewal["ari_pick"])
+    return None
 
 
 def status_of(record: CertRecord, now: datetime, notice_days: float) -> Status:
@@ -47,23 +102,76 @@ def status_of(record: CertRecord, now: datetime, notice_days: float) -> Status:
             return Status("pending order", f"order is {order.status}", None, None)
         return Status("failed", "no certificate and no order", None, None)
     days_left = (current.not_after - now).total_seconds() / 86400
+    due, rule = due_at(record, ari_of(record))
     if record.revoked:
         return Status("revoked", "revoked: needs a new certificate", days_left, now)
     if now >= current.not_after:
         return Status("expired", f"expired {current.not_after:%Y-%m-%d}", days_left, now)
     automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
-    due_at = renewal_point(current.not_before, current.not_after)
-    if record.renew_before_days is not None:
-        due_at = current.not_after - timedelta(days=record.renew_before_days)
     window = notice_window(current.not_before, current.not_after, notice_days)
-    if record.renewal.get("failures") and now >= current.not_after - window:
-        return Status("failed", "automatic renewal failed", days_left, due_at)
+    if record.renewal.get("failures"):
+        error = record.renewal.get("last_error", "automatic renewal failed")
+        return Status("failed", f"renewal failed: {error}", days_left, due)
     if order is not None and order.status == "invalid":
-        return Status("failed", order.error or "renewal order failed", days_left, due_at)
-    if automatic and now >= due_at:
-        return Status("due", "renewal due", days_left, due_at)
+        return Status("failed", order.error or "renewal order failed", days_left, due)
+    if automatic and now >= due:
+        return Status("due", f"renewal due ({rule})", days_left, due)
     if not automatic and now >= current.not_after - window:
-        return Status("expiring", "will not renew automatically", days_left, due_at)
+        return Status("expiring", "will not be renewed automatically", days_left, due)
     if order is not None:
-        return Status("pending order", f"renewal order is {order.status}", days_left, due_at)
-    return Status("valid", "ok", days_left, due_at)
+        return Status("pending order", f"renewal order is {order.status}", days_left, due)
+    return Status("valid", "ok", days_left, due)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What renew-due should do with one certificate now, and why."""
+
+    renew: bool
+    notify: bool
+    reason: str
+    wait_until: datetime | None = None  # backoff: no attempt before this
+
+
+def decide(
+    record: CertRecord, now: datetime, notice_days: float, *, force: bool = False
+) -> Decision:
+    """Renew, notify, both or neither, at `now` (no I/O; the ARI window is in the record)."""
+    current = record.current
+    automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
+    if current is None:
+        return Decision(False, False, "no certificate yet")
+    status = status_of(record, now, notice_days)
+    window = notice_window(current.not_before, current.not_after, notice_days)
+    in_window = now >= current.not_after - window
+    failures = int(record.renewal.get("failures", 0))
+    if force and automatic:
+        return Decision(True, False, "forced")
+    if not automatic:
+        manual = "uploaded" if record.source == SOURCE_UPLOAD else record.validation.label
+        return Decision(
+            False,
+            in_window or record.revoked,
+            f"{status.reason}: {manual} certificates need a human",
+        )
+    due = status.state in ("due", "expired", "revoked") or (
+        status.state == "failed" and failures > 0
+    )
+    if status.state == "failed" and failures == 0:
+        due = now >= (status.due_at or now)
+    if not due:
+        return Decision(False, False, status.reason)
+    if failures:
+        last = record.renewal.get("last_attempt")
+        next_try = last + backoff_delay(failures) if isinstance(last, datetime) else None
+        if next_try is not None and now < next_try:
+            # a failed renewal always warrants a notice (at most daily, see notice_due)
+            return Decision(False, True, f"backing off after {failures} failure(s)", next_try)
+    return Decision(True, False, status.reason)
+
+
+def notice_due(record: CertRecord, today: date) -> bool:
+    """At most one notice a day per certificate."""
+    last = record.notices.get("last_sent")
+    last_day = last.date() if isinstance(last, datetime) else last
+    return last_day != today

@@ -5,6 +5,7 @@ Services print nothing; they return plain report objects that the CLI renders.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 ConfirmTos = Callable[[str], bool]
 VERIFY_TIMEOUT = 120.0
 ISSUE_TIMEOUT = 120.0
+HOOK_TIMEOUT = 300.0
 
 
 # ---- accounts ---------------------------------------------------------------
@@ -87,7 +89,7 @@ class OrderRequest:
     domains: list[str]
     name: str | None = None
     challenge: str = "http"
-    method: str = "manual"  # standalone | webroot | manual
+    method: str = "manual"  # standalone | webroot | manual | rfc2136 | hook
     webroot: str | None = None
     http_port: int | None = None
     key_type: str = "ec256"
@@ -95,6 +97,8 @@ class OrderRequest:
     email: str | None = None
     agree_tos: bool = False
     deploy_hook: str | None = None
+    # DNS provider settings (solvers.dns.OPTIONS keys); secrets only by file path or env name
+    dns_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,6 +163,11 @@ def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         raise BadInput(
             f"--{request.method} is for HTTP validation; drop it or use --challenge http"
         )
+    if request.method in ("rfc2136", "hook") and request.challenge != "dns":
+        raise BadInput(f"--dns-provider {request.method} needs --challenge dns")
+    from certctl.solvers.dns import settings_for
+
+    settings = settings_for(request.method, request.dns_settings)
     if request.method == "webroot":
         if not request.webroot:
             raise BadInput("--webroot needs a directory")
@@ -173,6 +182,7 @@ def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         method=request.method,
         webroot=str(Path(request.webroot).resolve()) if request.webroot else None,
         http_port=request.http_port if request.method == "standalone" else None,
+        settings=settings,
     )
 
 
@@ -206,10 +216,14 @@ def order(
         return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
 
 
-def _place_order(ctx: Context, session: AcmeSession, record: CertRecord) -> None:
+def _place_order(
+    ctx: Context, session: AcmeSession, record: CertRecord, replaces: str | None = None
+) -> None:
     """Generate the key, place the order and persist both (key first)."""
     ctx.store.write_pending_key(record.name, generate_key(record.key_type))
-    new = session.new_order(record.domains, record.validation.challenge, profile=record.profile)
+    new = session.new_order(
+        record.domains, record.validation.challenge, profile=record.profile, replaces=replaces
+    )
     new.created = ctx.now()
     record.order = new
     ctx.store.write(record)
@@ -260,7 +274,7 @@ def _usable_order(ctx: Context, record: CertRecord) -> OrderState:
 
 def verify(ctx: Context, name: str, timeout: float = VERIFY_TIMEOUT) -> VerifyReport:
     """Self-check the challenges, then ask the CA to validate and wait for its verdict."""
-    check_cert_name(name)
+    ctx.store.read(name)  # NotFound before anything is locked or created
     with ctx.store.lock(name):
         record = ctx.store.read(name)
         return _verify_locked(ctx, record, timeout)
@@ -276,7 +290,7 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
     report = VerifyReport(record.name, record.domains, "valid")
     if not todo:
         return _mark_ready(ctx, record, report)
-    solver = make_solver(record.validation, ctx.reporter)
+    solver = make_solver(record.validation, ctx.reporter, ctx.store)
     resolvers = ctx.settings.resolver_addresses()
     try:
         solver.present(todo)
@@ -330,6 +344,7 @@ class IssueReport:
     current: Current
     paths: dict[str, str]
     reordered: bool = False
+    hook_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of `issue --json`."""
@@ -343,18 +358,24 @@ class IssueReport:
             "not_after": self.current.not_after.isoformat(),
             "fingerprint_sha256": self.current.fingerprint,
             "paths": self.paths,
+            "deploy_hook_error": self.hook_error,
         }
 
 
 def issue(ctx: Context, name: str, timeout: float = ISSUE_TIMEOUT) -> IssueReport:
     """Finalize the order and store the certificate; re-issue in one go when automatic."""
-    check_cert_name(name)
+    ctx.store.read(name)  # NotFound before anything is locked or created
     with ctx.store.lock(name):
         record = ctx.store.read(name)
-        return _issue_locked(ctx, record, timeout)
+        report = issue_locked(ctx, record, timeout)
+        report.hook_error = run_deploy_hook(ctx, record)
+        return report
 
 
-def _issue_locked(ctx: Context, record: CertRecord, timeout: float) -> IssueReport:
+def issue_locked(
+    ctx: Context, record: CertRecord, timeout: float, replaces: str | None = None
+) -> IssueReport:
+    """Issue or re-issue `record` (its lock held): resume a usable order, else place one."""
     if record.source == SOURCE_UPLOAD:
         raise BadInput(
             f"{record.name!r} was uploaded: certctl cannot re-issue it; upload its successor"
@@ -369,7 +390,7 @@ def _issue_locked(ctx: Context, record: CertRecord, timeout: float) -> IssueRepo
             _usable_order(ctx, record)  # raises the right message
             raise BadInput(f"{record.name!r} has no usable order: run 'certctl order' again")
         session = account_session(ctx, server)
-        _place_order(ctx, session, record)
+        _place_order(ctx, session, record, replaces)
         reordered = True
     order = record.order
     assert order is not None
@@ -435,6 +456,42 @@ def _finalize_and_store(
     )
 
 
+def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
+    """Run the certificate's deploy hook after it changed; the error text, or None."""
+    if not record.deploy_hook:
+        return None
+    import subprocess
+
+    paths = ctx.store.live_paths(record.name)
+    env = {
+        **os.environ,
+        "CERTCTL_NAME": record.name,
+        "CERTCTL_DOMAINS": " ".join(record.domains),
+        "CERTCTL_LIVE_DIR": str(paths.directory),
+        "CERTCTL_CERT_PATH": str(paths.cert),
+        "CERTCTL_CHAIN_PATH": str(paths.chain),
+        "CERTCTL_FULLCHAIN_PATH": str(paths.fullchain),
+        "CERTCTL_KEY_PATH": str(paths.privkey),
+    }
+    try:
+        proc = subprocess.run(
+            ["/bin/sh", "-c", record.deploy_hook],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=HOOK_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"deploy hook of {record.name!r} timed out after {HOOK_TIMEOUT:g}s"
+    except OSError as e:
+        return f"deploy hook of {record.name!r} could not run: {e.strerror}"
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        return f"deploy hook of {record.name!r} exited {proc.returncode}: {tail}"
+    return None
+
+
 def split_chain(fullchain: str) -> tuple[bytes, bytes]:
     """Split a PEM chain into the leaf and the rest."""
     marker = "-----END CERTIFICATE-----"
@@ -483,13 +540,15 @@ class ListEntry:
 
 def list_certificates(ctx: Context) -> list[ListEntry]:
     """Every certificate in the store with its state; damaged entries are listed, not fatal."""
-    from certctl.errors import StoreError
+    from certctl.errors import NotFound, StoreError
 
     now = ctx.now()
     entries = []
     for name in ctx.store.names():
         try:
             record = ctx.store.read(name)
+        except NotFound:
+            continue  # a first order interrupted before its metadata was written
         except (StoreError, BadInput) as e:
             entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(e)))
             continue
@@ -511,3 +570,43 @@ def list_certificates(ctx: Context) -> list[ListEntry]:
             )
         )
     return entries
+
+
+# ---- settings ---------------------------------------------------------------
+
+
+def update_settings(
+    ctx: Context, name: str, *, renew_before: str | None, deploy_hook: str | None
+) -> CertRecord:
+    """Change a certificate's renewal point and deploy hook."""
+    check_cert_name(name)
+    if renew_before is None and deploy_hook is None:
+        raise BadInput("nothing to change: give --renew-before and/or --deploy-hook")
+    days: float | None = None
+    if renew_before is not None and renew_before != "default":
+        try:
+            days = float(renew_before)
+        except ValueError:
+            days = -1
+        if not 0 < days <= 3650:
+            raise BadInput(
+                f"invalid --renew-before {renew_before!r}: give days (e.g. 20) or 'default'"
+            )
+    ctx.store.read(name)
+    with ctx.store.lock(name):
+        record = ctx.store.read(name)
+        if renew_before is not None:
+            record.renew_before_days = days
+            current = record.current
+            if days is not None and current is not None:
+                lifetime = (current.not_after - current.not_before).total_seconds() / 86400
+                if days >= lifetime:
+                    ctx.reporter.warn(
+                        f"{name}: renew_before {days:g} days is not shorter than the"
+                        f" certificate's lifetime ({lifetime:.0f} days): every renew-due run"
+                        " will renew it"
+                    )
+        if deploy_hook is not None:
+            record.deploy_hook = deploy_hook or None
+        ctx.store.write(record)
+    return record

@@ -29,6 +29,7 @@ import secrets
 import shutil
 import stat
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ class Store:
         """Names of all certificates in the store, sorted."""
         certs = self.root / "certs"
         try:
-            entries = os.listdir(certs)
+            entries = [e.name for e in os.scandir(certs) if e.is_dir(follow_symlinks=False)]
         except FileNotFoundError:
             return []
         result = []
@@ -206,6 +207,8 @@ class Store:
     def read(self, name: str) -> CertRecord:
         """Read one certificate's record; NotFound or StoreError when missing/damaged."""
         path = self._cert_dir(name) / "meta.toml"
+        if path.parent.is_symlink():
+            raise StoreError(f"{path.parent} is a symlink: the store refuses it; remove it")
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -214,7 +217,14 @@ class Store:
             ) from None
         try:
             record = CertRecord.from_dict(tomllib.loads(data.decode("utf-8")))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, ValueError, KeyError) as e:
+        except (
+            tomllib.TOMLDecodeError,
+            UnicodeDecodeError,
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+        ) as e:
             raise StoreError(
                 f"metadata of {name!r} is damaged ({path}): {type(e).__name__};"
                 " restore it from a backup or remove the certificate"
@@ -368,7 +378,7 @@ class Store:
             return None
         try:
             return AccountRecord.from_dict(tomllib.loads(data.decode())), key
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError) as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
             raise StoreError(f"account metadata for {server} is damaged ({directory})") from e
 
     def write_account_key(self, server: str, key_pem: bytes) -> None:
@@ -401,25 +411,36 @@ class Store:
     # ---- locks ------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, name: str, *, what: str = "certificate") -> Iterator[None]:
-        """Hold an exclusive per-certificate lock; LockHeld (exit 3) names the holder."""
-        self.ensure()
+    def lock(self, name: str, *, what: str = "certificate", wait: float = 0) -> Iterator[None]:
+        """Hold an exclusive lock; LockHeld (exit 3) names the holder.
+
+        With `wait`, poll for up to that many seconds before giving up. The store
+        must exist (callers create it with ensure() when they are about to write).
+        """
+        if not (self.root / "locks").is_dir():
+            self.ensure()
         lock_name = name if what == "certificate" else f"_{what}-{name}"
         if what == "certificate":
             check_cert_name(name)
         path = self.root / "locks" / f"{lock_name}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, META_MODE)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = (
-                    os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-                )
-                raise LockHeld(
-                    f"{what} {name!r} is locked by {holder}; another certctl is running"
-                    " — retry later"
-                ) from None
+            deadline = time.monotonic() + wait
+            delay = 0.02
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                        delay = min(delay * 1.5, 0.5)
+                        continue
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                    raise LockHeld(
+                        f"{what} {name!r} is locked by {holder or 'another process'}; another"
+                        " certctl is running — retry later"
+                    ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
             try:

@@ -17,6 +17,38 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class CertctlGroup(click.Group):
     """Maps certctl errors to one line on stderr and their exit code (at the edge, once)."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Like click's, but usage errors are one `error:` line too (exit 2)."""
+        standalone = kwargs.pop("standalone_mode", True)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            hint = ""
+            if e.ctx is not None:
+                hint = f" (see '{e.ctx.command_path} --help')"
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            if not standalone:
+                raise
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            if not standalone:
+                raise
+            sys.exit(e.exit_code)
+        except click.exceptions.Exit as e:
+            if not standalone:
+                raise
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            if not standalone:
+                raise
+            sys.exit(1)
+        if not standalone:
+            return result
+        # without standalone mode click returns ctx.exit()'s code instead of exiting
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; CertctlError → one line (traceback with --debug)."""
         try:
@@ -170,9 +202,9 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
 
 
 def _register() -> None:
-    from certctl.cli import issue, listing, order, verify
+    from certctl.cli import issue, listing, order, renewdue, upload, verify
 
-    for module in (order, verify, issue, listing):
+    for module in (order, verify, issue, upload, listing, renewdue):
         for command in module.COMMANDS:
             cli.add_command(command)
 

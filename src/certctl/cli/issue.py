@@ -31,6 +31,9 @@ def issue_command(ctx: click.Context, name: str, timeout: float, json_output: bo
         render.print_json(report.to_json())
     else:
         render.issue_report(report)
+    if report.hook_error:
+        click.echo(f"error: {report.hook_error} (the new certificate is stored and live)", err=True)
+        ctx.exit(1)
 
 
 COMMANDS = [issue_command]

@@ -51,6 +51,41 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         click.option("--email", envvar="CERTCTL_EMAIL", help="Contact e-mail for a new account."),
         click.option("--agree-tos", is_flag=True, help="Accept the CA's terms for a new account."),
         click.option("--deploy-hook", help="Command run after the certificate changes."),
+        # -- DNS-01 automation (README: "DNS-01 automation") --
+        click.option(
+            "--dns-provider",
+            type=click.Choice(["manual", "rfc2136", "hook"]),
+            help="DNS-01: publish by hand (default), by RFC 2136 update, or by --dns-hook.",
+        ),
+        click.option("--dns-server", metavar="IP[:PORT]", help="rfc2136: the primary to update."),
+        click.option("--tsig-key", metavar="NAME", help="rfc2136: TSIG key name."),
+        click.option(
+            "--tsig-algorithm",
+            metavar="ALG",
+            help="rfc2136: TSIG algorithm (default hmac-sha256; hmac-sha512, hmac-sha1, ...).",
+        ),
+        click.option(
+            "--tsig-secret-file",
+            type=click.Path(dir_okay=False),
+            help="rfc2136: file with the base64 secret (or a BIND key clause).",
+        ),
+        click.option(
+            "--tsig-secret-env", metavar="VAR", help="rfc2136: variable holding the secret."
+        ),
+        click.option("--dns-zone", help="rfc2136: the zone to update (default: found by SOA)."),
+        click.option("--dns-hook", metavar="CMD", help="hook: command that adds/removes TXT."),
+        click.option(
+            "--dns-nameserver",
+            "dns_nameservers",
+            metavar="IP[:PORT]",
+            multiple=True,
+            help="Servers that must serve the TXT before the CA is asked (default: the NS set).",
+        ),
+        click.option(
+            "--propagation-timeout",
+            type=click.FloatRange(1, 3600),
+            help="Seconds to wait for every name server to serve the TXT (default 120).",
+        ),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -66,6 +101,21 @@ def _request(**kw: object) -> object:
     if kw["http_port"] and not kw["standalone"]:
         raise BadInput("--http-port is for --standalone")
     method = "webroot" if kw["webroot"] else "standalone" if kw["standalone"] else "manual"
+    if kw["dns_provider"]:
+        if kw["challenge"] != "dns":
+            raise BadInput("--dns-provider needs --challenge dns")
+        method = str(kw["dns_provider"])
+    dns_settings = {
+        "server": kw["dns_server"],
+        "tsig_key": kw["tsig_key"],
+        "tsig_algorithm": kw["tsig_algorithm"],
+        "tsig_secret_file": kw["tsig_secret_file"],
+        "tsig_secret_env": kw["tsig_secret_env"],
+        "zone": kw["dns_zone"],
+        "hook": kw["dns_hook"],
+        "nameservers": list(kw["dns_nameservers"]),  # type: ignore[call-overload]
+        "propagation_timeout": kw["propagation_timeout"],
+    }
     return OrderRequest(
         domains=list(kw["domains"]),  # type: ignore[call-overload]
         name=kw["name"],  # type: ignore[arg-type]
@@ -78,6 +128,7 @@ def _request(**kw: object) -> object:
         email=kw["email"],  # type: ignore[arg-type]
         agree_tos=bool(kw["agree_tos"]),
         deploy_hook=kw["deploy_hook"],  # type: ignore[arg-type]
+        dns_settings={k: v for k, v in dns_settings.items() if v not in (None, [])},
     )
 
 
@@ -92,6 +143,9 @@ def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
     Examples:
       certctl order -d example.com -d www.example.com --webroot /var/www/html --agree-tos
       certctl order -d '*.example.com' -d example.com --challenge dns
+      certctl order -d '*.example.com' -d example.com --challenge dns \\
+        --dns-provider rfc2136 --dns-server 192.0.2.53 --tsig-key certctl \\
+        --tsig-secret-file /etc/certctl/tsig.key
     """
     from certctl import services
     from certctl.cli import render
@@ -115,11 +169,15 @@ def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
 @json_option
 @click.pass_context
 def obtain_command(ctx: click.Context, json_output: bool, timeout: float, **kw: object) -> None:
-    """Order, verify and issue in one go (automatic validation: --standalone or --webroot).
+    """Order, verify and issue in one go (automatic validation only).
+
+    Automatic: --standalone, --webroot, or --challenge dns with --dns-provider rfc2136 or hook.
 
     \b
-    Example:
+    Examples:
       certctl obtain -d example.com --standalone --agree-tos
+      certctl obtain -d '*.example.com' --challenge dns --dns-provider hook \\
+        --dns-hook /usr/local/bin/dns-hook --agree-tos
     """
     from certctl import services
     from certctl.cli import render
@@ -128,7 +186,10 @@ def obtain_command(ctx: click.Context, json_output: bool, timeout: float, **kw: 
 
     request = _request(**kw)
     if request.method == "manual":  # type: ignore[attr-defined]
-        raise BadInput("obtain needs automatic validation: add --standalone or --webroot DIR")
+        raise BadInput(
+            "obtain needs automatic validation: add --standalone, --webroot DIR or"
+            " --challenge dns --dns-provider rfc2136|hook"
+        )
     context = build_context(ctx, json_output=json_output)
     ordered = services.order(
         context,

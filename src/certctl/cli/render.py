@@ -13,25 +13,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from certctl.renew import RenewReport
     from certctl.services import IssueReport, ListEntry, OrderReport, VerifyReport
+    from certctl.upload import UploadReport
 
-_consoles: dict[bool, Console] = {}
+_consoles: dict[tuple[bool, int], Console] = {}
 
 
 def console(stderr: bool = False) -> Console:
     """A rich console on stdout or stderr; colour only on a terminal, NO_COLOR honoured."""
-    if stderr not in _consoles:
+    stream = sys.stderr if stderr else sys.stdout
+    key = (stderr, id(stream))  # in-process runs (tests, embedding) swap the streams
+    if key not in _consoles:
         from rich.console import Console
 
-        stream = sys.stderr if stderr else sys.stdout
-        _consoles[stderr] = Console(
+        _consoles[key] = Console(
             file=stream,
             no_color=bool(os.environ.get("NO_COLOR")),
             highlight=False,
             soft_wrap=True,
             width=None if stream.isatty() else 200,
         )
-    return _consoles[stderr]
+    return _consoles[key]
 
 
 def print_json(document: Any) -> None:
@@ -149,3 +152,47 @@ def list_table(entries: list[ListEntry]) -> None:
             f"[{style}]{entry.state}[/]" if style else entry.state,
         )
     out.print(table)
+
+
+def renew_report(report: RenewReport) -> None:
+    """One line per certificate that needed something; nothing at all otherwise (cron)."""
+    if not report.outcomes:
+        return
+    out = console()
+    labels = {
+        "renewed": "renewed",
+        "failed": "FAILED",
+        "notified": "notified",
+        "would-renew": "would renew",
+        "would-notify": "would notify",
+        "locked": "skipped (locked)",
+        "damaged": "DAMAGED",
+    }
+    for outcome in report.outcomes:
+        line = f"{outcome.name}: {labels.get(outcome.action, outcome.action)}"
+        if outcome.detail:
+            line += f" — {outcome.detail}"
+        out.print(line, markup=False)
+        for error in outcome.errors:
+            out.print(f"{outcome.name}: error: {error}", markup=False)
+
+
+def upload_report(report: UploadReport) -> None:
+    """The stored upload's summary."""
+    out = console()
+    verb = "replaced with" if report.replaced else "stored as"
+    out.print(f"Certificate [bold]{report.name}[/] {verb} version {report.version}")
+    rows = [
+        ("names", ", ".join(report.names)),
+        ("issuer", report.issuer),
+        ("serial", report.serial),
+        ("sha256", report.fingerprint),
+        ("not after", f"{report.not_after} ({report.days_left:.0f} days left)"),
+        ("chain", f"{report.chain_length} intermediate(s)"),
+        ("key", report.key_type),
+        ("warnings", str(len(report.warnings)) if report.warnings else "none"),
+    ]
+    for label, value in rows:
+        out.print(f"  {label + ':':<10} {value}", markup=False)
+    for label, path in report.paths.items():
+        out.print(f"  {label + ':':<10} {path}", markup=False)

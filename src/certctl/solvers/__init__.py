@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from certctl.context import Reporter
 from certctl.errors import BadInput
 from certctl.models import Challenge, Validation
+from certctl.store import Store
 
 
 class Solver(Protocol):
@@ -19,15 +21,19 @@ class Solver(Protocol):
         """Remove what present() published; must be safe to call after a partial present()."""
 
 
-def make_solver(validation: Validation, reporter: Reporter) -> Solver:
+def make_solver(validation: Validation, reporter: Reporter, store: Store | None = None) -> Solver:
     """The solver for a certificate's validation settings."""
-    from certctl.solvers import http
+    from certctl.solvers import dns, http
 
-    factories = {
-        ("http", "standalone"): lambda: http.StandaloneSolver(validation.http_port or 80),
+    factories: dict[tuple[str, str], Callable[[], Solver]] = {
+        ("http", "standalone"): lambda: http.StandaloneSolver(
+            validation.http_port or 80, store=store
+        ),
         ("http", "webroot"): lambda: http.WebrootSolver(validation.webroot or ""),
         ("http", "manual"): lambda: ManualSolver(),
         ("dns", "manual"): lambda: ManualSolver(),
+        ("dns", "rfc2136"): lambda: dns.Rfc2136Solver(validation.settings, reporter),
+        ("dns", "hook"): lambda: dns.HookSolver(validation.settings, reporter),
     }
     factory = factories.get((validation.challenge, validation.method))
     if factory is None:

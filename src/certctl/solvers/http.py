@@ -9,11 +9,14 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 from certctl.errors import BadInput, OperationFailed
 from certctl.models import Challenge
+from certctl.store import Store
 
 PREFIX = "/.well-known/acme-challenge/"
+PORT_WAIT = 120.0  # seconds to wait for another certctl's standalone server on the port
 
 
 class _Server(ThreadingHTTPServer):
@@ -52,56 +55,103 @@ class _DualStackServer(_Server):
         super().server_bind()
 
 
+class _SharedServer:
+    """One listening server per port, shared by concurrent renewals in this process."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _by_port: ClassVar[dict[tuple[str, int], _SharedServer]] = {}
+
+    def __init__(self, server: _Server, port_lock: contextlib.ExitStack) -> None:
+        self.server = server
+        self.port_lock = port_lock
+        self.users = 0
+        # A short poll interval: shutdown() waits for the loop to notice (socketserver).
+        self.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    @classmethod
+    def acquire(
+        cls, address: str, port: int, responses: dict[str, bytes], store: Store | None
+    ) -> None:
+        with cls._lock:
+            shared = cls._by_port.get((address, port))
+            if shared is None:
+                port_lock = contextlib.ExitStack()
+                if store is not None:
+                    # another certctl process serving this port: wait for it to finish
+                    port_lock.enter_context(store.lock(str(port), what="port", wait=PORT_WAIT))
+                try:
+                    server = _bind(address, port)
+                except BaseException:
+                    port_lock.close()
+                    raise
+                server.responses = {}
+                shared = cls._by_port[(address, port)] = _SharedServer(server, port_lock)
+            shared.server.responses.update(responses)
+            shared.users += 1
+
+    @classmethod
+    def release(cls, address: str, port: int, tokens: list[str]) -> None:
+        with cls._lock:
+            shared = cls._by_port.get((address, port))
+            if shared is None:
+                return
+            for token in tokens:
+                shared.server.responses.pop(token, None)
+            shared.users -= 1
+            if shared.users > 0:
+                return
+            del cls._by_port[(address, port)]
+        shared.server.shutdown()
+        shared.server.server_close()
+        shared.thread.join(timeout=5)
+        shared.port_lock.close()
+
+
+def _bind(address: str, port: int) -> _Server:
+    try:
+        if not address and socket.has_ipv6:
+            try:
+                return _DualStackServer(("::", port), _Handler)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise
+        return _Server((address or "0.0.0.0", port), _Handler)  # noqa: S104
+    except PermissionError:
+        raise BadInput(
+            f"cannot listen on port {port}: binding below 1024 needs root or"
+            " CAP_NET_BIND_SERVICE; or use --webroot"
+        ) from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise OperationFailed(
+                f"port {port} is in use (a web server?): stop it, or use --webroot DIR"
+            ) from None
+        raise OperationFailed(f"cannot listen on port {port}: {e.strerror}") from None
+
+
 class StandaloneSolver:
     """Serve http-01 responses from certctl's own HTTP server on `port` (all addresses)."""
 
-    def __init__(self, port: int, address: str = "") -> None:
+    def __init__(self, port: int, address: str = "", store: Store | None = None) -> None:
         self.port = port
         self.address = address
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.store = store
+        self._tokens: list[str] | None = None
 
     def present(self, challenges: list[Challenge]) -> None:
-        """Start the server with the expected tokens."""
+        """Start (or join) the server for this port with the expected tokens."""
         responses = {c.token: c.validation.encode() for c in challenges if c.type == "http-01"}
-        self._server = self._bind()
-        self._server.responses = responses
-        # A short poll interval: shutdown() waits for the loop to notice (socketserver).
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-
-    def _bind(self) -> _Server:
-        try:
-            if not self.address and socket.has_ipv6:
-                try:
-                    return _DualStackServer(("::", self.port), _Handler)
-                except OSError as e:
-                    if e.errno == errno.EADDRINUSE:
-                        raise
-            return _Server((self.address or "0.0.0.0", self.port), _Handler)  # noqa: S104
-        except PermissionError:
-            raise BadInput(
-                f"cannot listen on port {self.port}: binding below 1024 needs root or"
-                " CAP_NET_BIND_SERVICE; or use --webroot"
-            ) from None
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise OperationFailed(
-                    f"port {self.port} is in use (a web server?): stop it, or use --webroot DIR"
-                ) from None
-            raise OperationFailed(f"cannot listen on port {self.port}: {e.strerror}") from None
+        _SharedServer.acquire(self.address, self.port, responses, self.store)
+        self._tokens = list(responses)
 
     def cleanup(self, challenges: list[Challenge]) -> None:
-        """Stop the server and free the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        """Withdraw the tokens; the last user stops the server and frees the port."""
+        if self._tokens is not None:
+            _SharedServer.release(self.address, self.port, self._tokens)
+            self._tokens = None
 
 
 class WebrootSolver:

@@ -1,0 +1,140 @@
+"""certctl renew-due."""
+
+from __future__ import annotations
+
+import click
+
+from certctl.cli.options import json_option, timeout_option
+
+
+@click.command("renew-due")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be renewed and notified; change nothing."
+)
+@click.option(
+    "--force",
+    "force",
+    multiple=True,
+    metavar="NAME",
+    help="Renew NAME now even if not due, ignoring back-off (repeatable).",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Renewals running at once.",
+)
+@click.option(
+    "--notice-days",
+    type=click.FloatRange(0, 365),
+    help="Warn this many days before expiry (default 14; never more than a third of the lifetime).",
+)
+@click.option(
+    "--random-delay",
+    type=click.FloatRange(0, 86400),
+    default=0,
+    metavar="SECONDS",
+    help="Sleep a random time up to SECONDS first (spread a fleet of hosts).",
+)
+@timeout_option(120)
+@json_option
+@click.pass_context
+def renew_due_command(
+    ctx: click.Context,
+    dry_run: bool,
+    force: tuple[str, ...],
+    parallel: int,
+    notice_days: float | None,
+    random_delay: float,
+    timeout: float,
+    json_output: bool,
+) -> None:
+    """Renew every due certificate and warn about those that need a human.
+
+    Silent when there is nothing to do (cron mails any output). Exit 0 when all
+    is well, 1 when a renewal, hook or notification failed, 3 when another run
+    held a certificate's lock.
+
+    \b
+    Examples:
+      certctl renew-due                        # from cron, twice a day
+      certctl renew-due --dry-run
+      certctl renew-due --force example.com
+    """
+    from certctl.cli import render
+    from certctl.cli.app import build_context
+    from certctl.names import check_cert_name
+    from certctl.renew import RenewOptions, renew_due
+    from certctl.renew import random_delay as sleep_random
+
+    for name in force:
+        check_cert_name(name)
+    context = build_context(ctx, json_output=json_output)
+    sleep_random(random_delay)
+    options = RenewOptions(
+        dry_run=dry_run,
+        force=list(force),
+        parallel=parallel,
+        notice_days=notice_days,
+        timeout=timeout,
+    )
+    report = renew_due(context, options)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.renew_report(report)
+    ctx.exit(int(report.exit_code))
+
+
+@click.command("set")
+@click.argument("name")
+@click.option(
+    "--renew-before",
+    metavar="DAYS|default",
+    help="Renew when DAYS are left (overrides ARI and the lifetime rule); 'default' resets.",
+)
+@click.option(
+    "--deploy-hook", metavar="CMD", help="Command run after the certificate changes; '' removes it."
+)
+@json_option
+@click.pass_context
+def set_command(
+    ctx: click.Context,
+    name: str,
+    renew_before: str | None,
+    deploy_hook: str | None,
+    json_output: bool,
+) -> None:
+    """Change a certificate's settings: renewal point, deploy hook.
+
+    \b
+    Examples:
+      certctl set example.com --deploy-hook 'systemctl reload nginx'
+      certctl set example.com --renew-before 20
+    """
+    from certctl import services
+    from certctl.cli import render
+    from certctl.cli.app import build_context
+
+    record = services.update_settings(
+        build_context(ctx, json_output=json_output),
+        name,
+        renew_before=renew_before,
+        deploy_hook=deploy_hook,
+    )
+    document = {
+        "name": record.name,
+        "renew_before_days": record.renew_before_days,
+        "deploy_hook": record.deploy_hook,
+    }
+    if json_output:
+        render.print_json(document)
+    else:
+        render.console().print(
+            f"{record.name}: renew_before = {record.renew_before_days or 'default'},"
+            f" deploy_hook = {record.deploy_hook or '(none)'}"
+        )
+
+
+COMMANDS = [renew_due_command, set_command]

@@ -1,0 +1,318 @@
+"""The `renew-due` use case: renew what can be renewed, warn about the rest.
+
+Built for cron: every certificate is handled under its own lock in a bounded
+worker pool, so one slow CA or failing domain holds up nothing else, and two
+runs never renew the same certificate. Decisions come from the pure policy in
+renewal.py; this module fetches inputs and acts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from certctl import renewal
+from certctl.context import Context
+from certctl.errors import CertctlError, ExitCode, LockHeld, NotFound, StoreError
+from certctl.models import SOURCE_UPLOAD, CertRecord
+from certctl.notify import Channel, Notice, channels_from_config
+
+ARI_RECHECK_ON_ERROR = timedelta(hours=1)
+ARI_RECHECK_WITHOUT_ARI = timedelta(days=1)
+
+
+@dataclass
+class RenewOptions:
+    """How `renew-due` was invoked."""
+
+    dry_run: bool = False
+    force: list[str] = field(default_factory=list)
+    parallel: int = 4
+    notice_days: float | None = None
+    timeout: float = 120.0
+
+
+@dataclass
+class Outcome:
+    """What happened to one certificate."""
+
+    name: str
+    action: str  # renewed | failed | notified | would-renew | would-notify | locked | damaged
+    detail: str = ""
+    serial: str | None = None
+    not_after: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of one `renew-due --json` entry."""
+        return {
+            "name": self.name,
+            "action": self.action,
+            "detail": self.detail,
+            "serial": self.serial,
+            "not_after": self.not_after.isoformat() if self.not_after else None,
+            "errors": self.errors,
+        }
+
+
+@dataclass
+class RenewReport:
+    """Everything renew-due did (empty when nothing needed doing)."""
+
+    checked: int
+    outcomes: list[Outcome]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """1 when anything failed, else 3 when a lock was held, else 0."""
+        if any(o.action in ("failed", "damaged") or o.errors for o in self.outcomes):
+            return ExitCode.FAILED
+        if any(o.action == "locked" for o in self.outcomes):
+            return ExitCode.NOT_YET
+        return ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of `renew-due --json`."""
+        return {
+            "checked": self.checked,
+            "exit_code": int(self.exit_code),
+            "certificates": [o.to_json() for o in self.outcomes],
+        }
+
+
+def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
+    """Renew every due certificate, notify about the rest; never the same one twice."""
+    notice_days = (
+        options.notice_days if options.notice_days is not None else (ctx.settings.notice_days)
+    )
+    channels = channels_from_config(ctx.settings.raw)  # bad config: exit 2 before acting
+    names = ctx.store.names()
+    for forced in options.force:
+        if forced not in names:
+            ctx.store.read(forced)  # raises NotFound with the usual message
+    now = ctx.now()
+    candidates: dict[str, int | None] = {}
+    outcomes: list[Outcome] = []
+    for name in names:
+        try:
+            record = ctx.store.read(name)
+        except NotFound:
+            continue  # a first order interrupted before its metadata was written
+        except (StoreError, CertctlError) as e:
+            outcomes.append(Outcome(name, "damaged", str(e)))
+            continue
+        if name in options.force or _needs_attention(record, now, notice_days):
+            candidates[name] = record.current.version if record.current else None
+    if candidates:
+        workers = max(1, min(options.parallel, len(candidates)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="renew") as pool:
+            futures = [
+                pool.submit(_handle, ctx, name, seen, options, notice_days, channels)
+                for name, seen in candidates.items()
+            ]
+            outcomes.extend(f.result() for f in futures)
+    outcomes = [o for o in outcomes if o.action != "nothing"]
+    outcomes.sort(key=lambda o: o.name)
+    return RenewReport(checked=len(names), outcomes=outcomes)
+
+
+def _needs_attention(record: CertRecord, now: datetime, notice_days: float) -> bool:
+    """Cheap pre-filter without the lock: due, notice-worthy, or ARI to refresh."""
+    if record.current is None:
+        return False
+    if _ari_check_due(record, now):
+        return True
+    decision = renewal.decide(record, now, notice_days)
+    return decision.renew or (decision.notify and renewal.notice_due(record, now.date()))
+
+
+def _ari_check_due(record: CertRecord, now: datetime) -> bool:
+    automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
+    if not automatic or record.current is None or now >= record.current.not_after:
+        return False  # RFC 9773 §4.3: no ARI for expired certificates
+    next_check = record.renewal.get("ari_next_check")
+    return not isinstance(next_check, datetime) or now >= next_check
+
+
+def _handle(
+    ctx: Context,
+    name: str,
+    seen_version: int | None,
+    options: RenewOptions,
+    notice_days: float,
+    channels: list[Channel],
+) -> Outcome:
+    """One certificate, under its lock: refresh ARI, decide, renew or notify."""
+    try:
+        with ctx.store.lock(name):
+            record = ctx.store.read(name)  # re-read: another run may have renewed it
+            version = record.current.version if record.current else None
+            if version != seen_version:
+                return Outcome(name, "nothing")  # renewed by a concurrent run meanwhile
+            now = ctx.now()
+            if _ari_check_due(record, now) and not options.dry_run:
+                _refresh_ari(ctx, record, now)
+            decision = renewal.decide(record, now, notice_days, force=name in options.force)
+            if options.dry_run:
+                if decision.renew:
+                    return Outcome(name, "would-renew", decision.reason)
+                if decision.notify and renewal.notice_due(record, now.date()):
+                    return Outcome(name, "would-notify", decision.reason)
+                return Outcome(name, "nothing")
+            if decision.renew:
+                return _renew(ctx, record, options, notice_days, channels)
+            if decision.notify:
+                return _notify(ctx, record, now, notice_days, channels, decision.reason)
+            return Outcome(name, "nothing")
+    except LockHeld as e:
+        return Outcome(name, "locked", str(e))
+    except CertctlError as e:
+        return Outcome(name, "failed", str(e))
+
+
+def _refresh_ari(ctx: Context, record: CertRecord, now: datetime) -> None:
+    """Fetch the CA's renewal window (RFC 9773) and keep it, with when to ask again."""
+    assert record.current is not None
+    live = ctx.store.read_live(record.name)
+    if live is None:
+        return
+    try:
+        session = ctx.acme(record.server)
+        info = session.renewal_info(live["cert.pem"])
+    except CertctlError as e:
+        ctx.reporter.warn(f"{record.name}: renewal information unavailable ({e})")
+        record.renewal["ari_next_check"] = now + ARI_RECHECK_ON_ERROR
+        ctx.store.write(record)
+        return
+    if info is None:
+        record.renewal["ari_next_check"] = now + ARI_RECHECK_WITHOUT_ARI
+    else:
+        start, end, retry_at = info
+        old = renewal.ari_of(record)
+        if old is None or (old.start, old.end) != (start, end):
+            # RFC 9773 §4.2: pick a uniformly random moment in the (new) window.
+            pick = renewal.ari_pick(start, end, random.random())
+            record.renewal.update(ari_start=start, ari_end=end, ari_pick=pick)
+        record.renewal["ari_next_check"] = max(retry_at, now + timedelta(minutes=1))
+    ctx.store.write(record)
+
+
+def _renew(
+    ctx: Context,
+    record: CertRecord,
+    options: RenewOptions,
+    notice_days: float,
+    channels: list[Channel],
+) -> Outcome:
+    """Order → verify → issue unattended; the old certificate stays live until then."""
+    from certctl import services
+
+    now = ctx.now()
+    replaces = _replaces(ctx, record)
+    try:
+        report = services.issue_locked(ctx, record, options.timeout, replaces=replaces)
+    except CertctlError as e:
+        record = ctx.store.read(record.name)  # keep what issue_locked persisted (order state)
+        failures = int(record.renewal.get("failures", 0)) + 1
+        record.renewal.update(failures=failures, last_attempt=now, last_error=str(e)[:500])
+        if record.order is not None and record.order.status == "invalid":
+            record.order = None  # a failed order is spent; the next attempt places a new one
+        ctx.store.write(record)
+        outcome = Outcome(record.name, "failed", str(e))
+        notified = _notify(ctx, record, now, notice_days, channels, f"renewal failed: {e}")
+        outcome.errors.extend(notified.errors)
+        return outcome
+    record = ctx.store.read(record.name)
+    for key in ("failures", "last_error", "ari_start", "ari_end", "ari_pick", "ari_next_check"):
+        record.renewal.pop(key, None)
+    record.renewal["last_renewed"] = now
+    ctx.store.write(record)
+    outcome = Outcome(
+        record.name,
+        "renewed",
+        f"version {report.version}",
+        serial=report.current.serial,
+        not_after=report.current.not_after,
+    )
+    hook_error = services.run_deploy_hook(ctx, record)
+    if hook_error:
+        outcome.errors.append(hook_error)
+    return outcome
+
+
+def _replaces(ctx: Context, record: CertRecord) -> str | None:
+    """RFC 9773 §5: the ARI identifier of the certificate this order replaces."""
+    if renewal.ari_of(record) is None:
+        return None
+    live = ctx.store.read_live(record.name)
+    if live is None:
+        return None
+    from cryptography import x509
+
+    from certctl.acmeclient import ari_cert_id
+
+    try:
+        return ari_cert_id(x509.load_pem_x509_certificate(live["cert.pem"]))
+    except (ValueError, CertctlError):
+        return None
+
+
+def _notify(
+    ctx: Context,
+    record: CertRecord,
+    now: datetime,
+    notice_days: float,
+    channels: list[Channel],
+    reason: str,
+) -> Outcome:
+    """Send one notice through every channel, at most once a day per certificate."""
+    if not renewal.notice_due(record, now.date()):
+        return Outcome(record.name, "nothing")
+    status = renewal.status_of(record, now, notice_days)
+    current = record.current
+    notice = Notice(
+        name=record.name,
+        domains=record.domains,
+        not_after=current.not_after if current else None,
+        days_left=status.days_left,
+        state=status.state,
+        reason=reason,
+        action=_what_to_do(record),
+    )
+    outcome = Outcome(record.name, "notified", f"{notice.subject}: {reason}")
+    sent = []
+    for channel in channels:
+        try:
+            channel.send(notice)
+            sent.append(channel.label)
+        except CertctlError as e:
+            outcome.errors.append(str(e))
+    record.notices.update(last_sent=now, last_reason=reason[:300], channels=sent)
+    ctx.store.write(record)
+    return outcome
+
+
+def _what_to_do(record: CertRecord) -> str:
+    if record.source == SOURCE_UPLOAD:
+        return f"obtain a new certificate and run 'certctl upload {record.name} --replace ...'"
+    if not record.validation.automatic:
+        return (
+            f"run 'certctl order -d {record.domains[0]} --name {record.name} ...', publish the"
+            f" challenge, then 'certctl verify {record.name}' and 'certctl issue {record.name}'"
+        )
+    return (
+        f"fix the cause above, then run 'certctl renew-due --force {record.name}'"
+        " (or wait for the next run)"
+    )
+
+
+def random_delay(seconds: float, sleep: Any = time.sleep) -> float:
+    """Sleep a random time up to `seconds` (spreads fleets; Let's Encrypt asks for it)."""
+    delay = random.uniform(0, seconds) if seconds > 0 else 0.0
+    if delay:
+        sleep(delay)
+    return delay

@@ -1,0 +1,149 @@
+"""The `upload` use case: take in a certificate bought or made elsewhere.
+
+Checks come from material.py (bytes in, findings out); this module only locks,
+stores a new version, switches live and reports. A refused upload changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from certctl.context import Context
+from certctl.errors import BadInput
+from certctl.models import SOURCE_UPLOAD, CertRecord, Current
+from certctl.names import check_cert_name
+
+
+@dataclass
+class UploadRequest:
+    """The inputs of `certctl upload` (file contents, already read)."""
+
+    name: str
+    cert: bytes | None = None
+    key: bytes | None = None
+    chain: bytes | None = None
+    bundle: bytes | None = None
+    pkcs12: bytes | None = None
+    passphrase: bytes | None = field(default=None, repr=False)
+    strict: bool = False
+    allow_expired: bool = False
+    replace: bool = False
+    deploy_hook: str | None = None
+
+
+@dataclass
+class UploadReport:
+    """What was stored."""
+
+    name: str
+    names: list[str]
+    issuer: str
+    serial: str
+    fingerprint: str
+    not_before: str
+    not_after: str
+    days_left: float
+    chain_length: int
+    version: int
+    key_type: str
+    warnings: list[str]
+    paths: dict[str, str]
+    replaced: bool
+    hook_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of `upload --json`."""
+        return {
+            "name": self.name,
+            "names": self.names,
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "fingerprint_sha256": self.fingerprint,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "days_left": round(self.days_left, 2),
+            "chain_length": self.chain_length,
+            "key_type": self.key_type,
+            "version": self.version,
+            "replaced": self.replaced,
+            "warnings": self.warnings,
+            "paths": self.paths,
+            "deploy_hook_error": self.hook_error,
+        }
+
+
+def upload(ctx: Context, request: UploadRequest) -> UploadReport:
+    """Check, then store as a new version and switch live; nothing stored when refused."""
+    from certctl.material import load_upload
+    from certctl.services import run_deploy_hook
+
+    name = check_cert_name(request.name)
+    if all(
+        data is None
+        for data in (request.cert, request.key, request.chain, request.bundle, request.pkcs12)
+    ):
+        raise BadInput("nothing to upload: give --cert and --key, --bundle, or --pkcs12")
+    now = ctx.now()
+    material = load_upload(
+        cert=request.cert,
+        key=request.key,
+        chain=request.chain,
+        bundle=request.bundle,
+        pkcs12=request.pkcs12,
+        passphrase=request.passphrase,
+        now=now,
+        strict=request.strict,
+        allow_expired=request.allow_expired,
+    )
+    info = material.info
+    if ctx.store.has(name) and not request.replace:
+        raise BadInput(f"certificate {name!r} already exists: add --replace to store a new version")
+    ctx.store.ensure()
+    with ctx.store.lock(name):
+        existing = ctx.store.read(name) if ctx.store.has(name) else None
+        if existing is not None and not request.replace:
+            raise BadInput(
+                f"certificate {name!r} already exists: add --replace to store a new version"
+            )
+        record = existing or CertRecord(name=name, domains=list(info.names), created=now)
+        record.source = SOURCE_UPLOAD
+        record.domains = list(info.names)
+        record.key_type = info.key_type
+        record.order = None
+        record.revoked = False
+        record.renewal = {}
+        if request.deploy_hook is not None:
+            record.deploy_hook = request.deploy_hook or None
+        version = ctx.store.add_version(
+            name, cert=material.cert_pem(), chain=material.chain_pem(), key=material.key_pem
+        )
+        ctx.store.switch_live(name, version)
+        record.current = Current(
+            version=version,
+            serial=info.serial,
+            not_before=info.not_before,
+            not_after=info.not_after,
+            issuer=info.issuer,
+            fingerprint=info.fingerprint_sha256,
+            names=list(info.names),
+        )
+        ctx.store.write(record)
+        hook_error = run_deploy_hook(ctx, record) if existing is not None else None
+    return UploadReport(
+        name=name,
+        names=list(info.names),
+        issuer=info.issuer,
+        serial=info.serial,
+        fingerprint=info.fingerprint_sha256,
+        not_before=info.not_before.isoformat(),
+        not_after=info.not_after.isoformat(),
+        days_left=(info.not_after - now).total_seconds() / 86400,
+        chain_length=len(material.chain),
+        version=version,
+        key_type=info.key_type,
+        warnings=list(material.warnings),
+        paths=ctx.store.live_paths(name).as_dict(),
+        replaced=existing is not None,
+        hook_error=hook_error,
+    )
