@@ -138,8 +138,8 @@ class _NewOrder(messages.NewOrder):  # type: ignore[misc]
 class Backoff:
     """Polling intervals that start fast and grow (no fixed one-second sleeps)."""
 
-    first: float = 0.05
-    factor: float = 1.6
+    first: float = 0.02
+    factor: float = 2.0
     limit: float = 3.0
 
     def delays(self) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +80,11 @@ def load_settings(path: Path | None, explicit: bool) -> Settings:
     settings = Settings()
     if path is None:
         return settings
+    import tomllib
+
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        text = path.read_text("utf-8")
+        data = tomllib.loads(text) if text.strip() else {}
     except FileNotFoundError:
         if explicit:
             raise BadInput(

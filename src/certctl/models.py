@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, TypeVar
 
 ChallengeType = Literal["http", "dns"]
@@ -25,9 +26,16 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
 def _known(cls: type[T], data: dict[str, Any]) -> dict[str, Any]:
     """Keep only the keys `cls` declares, so newer metadata still loads."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a table for {cls.__name__}")
+    names = _field_names(cls)
     return {k: v for k, v in data.items() if k in names}
 
 

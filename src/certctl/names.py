@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from certctl.errors import BadInput
@@ -54,6 +53,8 @@ def normalize_domain(domain: str) -> str:
     wildcard = name.startswith("*.")
     if wildcard:
         name = name[2:]
+    import ipaddress
+
     try:
         ipaddress.ip_address(name)
     except ValueError:

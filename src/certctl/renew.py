@@ -17,7 +17,7 @@ from typing import Any
 
 from certctl import renewal
 from certctl.context import Context
-from certctl.errors import CertctlError, ExitCode, LockHeld, NotFound, StoreError
+from certctl.errors import CertctlError, ExitCode, LockHeld, NotFound
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.notify import Channel, Notice, channels_from_config
 
@@ -97,13 +97,11 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     now = ctx.now()
     candidates: dict[str, int | None] = {}
     outcomes: list[Outcome] = []
-    for name in names:
-        try:
-            record = ctx.store.read(name)
-        except NotFound:
+    for name, record in ctx.store.records():
+        if isinstance(record, NotFound):
             continue  # a first order interrupted before its metadata was written
-        except (StoreError, CertctlError) as e:
-            outcomes.append(Outcome(name, "damaged", str(e)))
+        if not isinstance(record, CertRecord):
+            outcomes.append(Outcome(name, "damaged", str(record)))
             continue
         if name in options.force or _needs_attention(record, now, notice_days):
             candidates[name] = record.current.version if record.current else None

@@ -49,6 +49,8 @@ def account_session(
 ) -> AcmeSession:
     """A logged-in ACME session for `server`, creating the account on first use."""
     session = ctx.acme(server)
+    if session.account_uri is not None:
+        return session  # already logged in during this run: reuse its connection
     stored = ctx.store.read_account(server)
     if stored is not None:
         session.login(stored[1], stored[0].uri)
@@ -540,17 +542,15 @@ class ListEntry:
 
 def list_certificates(ctx: Context) -> list[ListEntry]:
     """Every certificate in the store with its state; damaged entries are listed, not fatal."""
-    from certctl.errors import NotFound, StoreError
+    from certctl.errors import NotFound
 
     now = ctx.now()
     entries = []
-    for name in ctx.store.names():
-        try:
-            record = ctx.store.read(name)
-        except NotFound:
+    for name, record in ctx.store.records():
+        if isinstance(record, NotFound):
             continue  # a first order interrupted before its metadata was written
-        except (StoreError, BadInput) as e:
-            entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(e)))
+        if not isinstance(record, CertRecord):
+            entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(record)))
             continue
         status = status_of(record, now, ctx.settings.notice_days)
         current = record.current

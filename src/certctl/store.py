@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
+import json
 import os
 import re
 import secrets
@@ -30,18 +30,18 @@ import shutil
 import stat
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
-import tomli_w
-
-from certctl.errors import BadInput, LockHeld, NotFound, StoreError
+from certctl.errors import BadInput, CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import AccountRecord, CertRecord
 from certctl.names import check_cert_name
 
 FORMAT = 1
+INDEX = "index.json"
 DIR_MODE = 0o700
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -100,6 +100,24 @@ def _write_failed(what: str, exc: OSError) -> StoreError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return StoreError(f"{what}: disk full ({exc.strerror}); free space and retry")
     return StoreError(f"{what}: {exc.strerror or exc}")
+
+
+def _json_encode(value: object) -> object:
+    """Datetimes in the index cache keep their type through a tagged string."""
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, date):
+        return {"$d": value.isoformat()}
+    raise TypeError(f"cannot cache {type(value).__name__}")
+
+
+def _json_decode(obj: dict[str, Any]) -> object:
+    if len(obj) == 1:
+        if "$dt" in obj:
+            return datetime.fromisoformat(obj["$dt"])
+        if "$d" in obj:
+            return date.fromisoformat(obj["$d"])
+    return obj
 
 
 @dataclass(frozen=True)
@@ -166,7 +184,7 @@ class Store:
             self._mkdir(path)
         marker = self.root / "certctl-store.toml"
         if not marker.exists():
-            atomic_write(marker, tomli_w.dumps({"format": FORMAT}).encode(), META_MODE)
+            atomic_write(marker, _toml({"format": FORMAT}).encode(), META_MODE)
 
     def _mkdir(self, path: Path) -> None:
         try:
@@ -215,6 +233,8 @@ class Store:
             raise NotFound(
                 f"no certificate named {name!r} in {self.root}: see 'certctl list'"
             ) from None
+        import tomllib
+
         try:
             record = CertRecord.from_dict(tomllib.loads(data.decode("utf-8")))
         except (
@@ -233,15 +253,77 @@ class Store:
             raise StoreError(f"metadata of {name!r} names {record.name!r} ({path}): damaged")
         return record
 
+    def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
+        """Every certificate's record (or the error reading it), fast for large stores.
+
+        meta.toml stays the source of truth; index.json is a cache of parsed records
+        keyed by each meta.toml's (inode, size, mtime), so an unchanged store is read
+        without parsing TOML. Stale or missing entries are re-parsed and the cache is
+        refreshed when nobody else is refreshing it.
+        """
+        certs = os.path.join(self.root, "certs")
+        index = self._read_index()
+        fresh: dict[str, Any] = {}
+        result: list[tuple[str, CertRecord | CertctlError]] = []
+        dirty = False
+        for name in self.names():
+            meta = os.path.join(certs, name, "meta.toml")
+            try:
+                st = os.stat(meta, follow_symlinks=False)
+            except FileNotFoundError:
+                result.append((name, NotFound(f"no certificate named {name!r}")))
+                continue
+            stamp = [st.st_ino, st.st_size, st.st_mtime_ns]
+            entry = index.get(name)
+            if entry is not None and entry.get("stamp") == stamp:
+                try:
+                    result.append((name, CertRecord.from_dict(entry["record"])))
+                    fresh[name] = entry
+                    continue
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    pass
+            dirty = True
+            try:
+                record = self.read(name)
+            except CertctlError as e:
+                result.append((name, e))
+                continue
+            result.append((name, record))
+            fresh[name] = {"stamp": stamp, "record": record.to_dict()}
+        if dirty or len(fresh) != len(index):
+            self._write_index(fresh)
+        return result
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / INDEX).read_bytes(), object_hook=_json_decode)
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            return {}
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return {}
+        entries = data.get("certificates")
+        return entries if isinstance(entries, dict) else {}
+
+    def _write_index(self, entries: dict[str, Any]) -> None:
+        """Refresh the cache; skipped when another run is refreshing it or on any error."""
+        if not (self.root / "locks").is_dir():
+            return
+        try:
+            with self.lock("index", what="store"):
+                data = json.dumps(
+                    {"format": FORMAT, "certificates": entries}, default=_json_encode
+                ).encode()
+                atomic_write(self.root / INDEX, data, META_MODE)
+        except (LockHeld, OSError):
+            pass  # a cache: the next reader refreshes it
+
     def write(self, record: CertRecord) -> None:
         """Write a certificate's record atomically (creating its directory)."""
         directory = self._cert_dir(record.name)
         self._mkdir(directory)
         fault_point("meta-before")
         try:
-            atomic_write(
-                directory / "meta.toml", tomli_w.dumps(record.to_dict()).encode(), META_MODE
-            )
+            atomic_write(directory / "meta.toml", _toml(record.to_dict()).encode(), META_MODE)
         except OSError as e:
             raise _write_failed(f"write metadata of {record.name!r}", e) from e
         fault_point("meta-after")
@@ -365,6 +447,8 @@ class Store:
     # ---- accounts ---------------------------------------------------------
 
     def _account_dir(self, server: str) -> Path:
+        import hashlib
+
         digest = hashlib.sha256(server.encode()).hexdigest()[:16]
         return self.root / "accounts" / digest
 
@@ -376,6 +460,8 @@ class Store:
             key = (directory / "account.key").read_bytes()
         except FileNotFoundError:
             return None
+        import tomllib
+
         try:
             return AccountRecord.from_dict(tomllib.loads(data.decode())), key
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
@@ -402,9 +488,7 @@ class Store:
         directory = self._account_dir(record.server)
         self._mkdir(directory)
         try:
-            atomic_write(
-                directory / "account.toml", tomli_w.dumps(record.to_dict()).encode(), META_MODE
-            )
+            atomic_write(directory / "account.toml", _toml(record.to_dict()).encode(), META_MODE)
         except OSError as e:
             raise _write_failed(f"write the account for {record.server}", e) from e
 
@@ -453,3 +537,10 @@ class Store:
     def account_lock(self, server: str) -> contextlib.AbstractContextManager[None]:
         """Lock serialising account creation for one CA."""
         return self.lock(self._account_dir(server).name, what="account")
+
+
+def _toml(data: dict[str, Any]) -> str:
+    """Serialise metadata as TOML (tomli-w, imported when writing only)."""
+    import tomli_w
+
+    return tomli_w.dumps(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,27 @@ def console(stderr: bool = False) -> Console:
             width=None if stream.isatty() else 200,
         )
     return _consoles[key]
+
+
+_MARKUP = re.compile(r"\[/?(?:bold|green|yellow|red|cyan)?\]")
+
+
+def _fancy() -> bool:
+    """Rich (colour, wrapping) only for a terminal; plain fast text for pipes and cron."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+class _Out:
+    """Prints lines: through rich on a terminal, as plain text otherwise."""
+
+    def __init__(self) -> None:
+        self.fancy = _fancy()
+
+    def print(self, text: str, markup: bool = True) -> None:
+        if self.fancy:
+            console().print(text, markup=markup)
+        else:
+            sys.stdout.write((_MARKUP.sub("", text) if markup else text) + "\n")
 
 
 def print_json(document: Any) -> None:
@@ -73,7 +95,7 @@ def _when(value: datetime | None) -> str:
 
 def order_report(report: OrderReport) -> None:
     """What to publish, per challenge."""
-    out = console()
+    out = _Out()
     out.print(f"Order placed for [bold]{report.name}[/] ({', '.join(report.domains)})")
     out.print(f"Validation: {report.validation.label}; order expires {_when(report.order.expires)}")
     for challenge in report.order.challenges:
@@ -97,7 +119,7 @@ def order_report(report: OrderReport) -> None:
 
 def verify_report(report: VerifyReport) -> None:
     """The CA's verdict."""
-    out = console()
+    out = _Out()
     for domain, error in report.results.items():
         out.print(f"{domain}: {'valid' if error is None else error}")
     out.print(f"Validated. Now run: certctl issue {report.name}")
@@ -105,7 +127,7 @@ def verify_report(report: VerifyReport) -> None:
 
 def issue_report(report: IssueReport) -> None:
     """The stored certificate's summary."""
-    out = console()
+    out = _Out()
     current = report.current
     out.print(f"Certificate [bold]{report.name}[/] stored as version {report.version}")
     out.print(f"  domains:   {', '.join(report.domains)}")
@@ -129,36 +151,47 @@ _STATE_STYLE = {
 
 
 def list_table(entries: list[ListEntry]) -> None:
-    """The store as a table."""
-    out = console()
+    """The store as an aligned table (ANSI colour for the state on a terminal)."""
+    out = _Out()
     if not entries:
         out.print("No certificates in the store. Start with: certctl order -d DOMAIN")
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "DOMAINS", "ISSUER", "NOT AFTER", "DAYS", "RENEWAL", "STATE"):
-        table.add_column(column, justify="right" if column == "DAYS" else "left")
-    for entry in entries:
-        days = "-" if entry.days_left is None else f"{entry.days_left:.0f}"
-        style = _STATE_STYLE.get(entry.state, "")
-        table.add_row(
+    header = ("NAME", "DOMAINS", "ISSUER", "NOT AFTER", "DAYS", "RENEWAL", "STATE")
+    rows = [
+        (
             entry.name,
             ", ".join(entry.domains),
             entry.issuer or "-",
             entry.not_after.strftime("%Y-%m-%d") if entry.not_after else "-",
-            days,
+            "-" if entry.days_left is None else f"{entry.days_left:.0f}",
             entry.method,
-            f"[{style}]{entry.state}[/]" if style else entry.state,
+            entry.state,
         )
-    out.print(table)
+        for entry in entries
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    colours = {"green": 32, "yellow": 33, "red": 31, "cyan": 36}
+    lines = []
+    for n, row in enumerate((header, *rows)):
+        cells = [
+            cell.rjust(widths[i]) if i == 4 else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ]
+        if out.fancy:
+            if n == 0:
+                cells = [f"\x1b[1m{c}\x1b[0m" for c in cells]
+            else:
+                code = colours.get(_STATE_STYLE.get(row[6], ""))
+                if code:
+                    cells[6] = f"\x1b[{code}m{cells[6]}\x1b[0m"
+        lines.append("  ".join(cells).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def renew_report(report: RenewReport) -> None:
     """One line per certificate that needed something; nothing at all otherwise (cron)."""
     if not report.outcomes:
         return
-    out = console()
+    out = _Out()
     labels = {
         "renewed": "renewed",
         "failed": "FAILED",
@@ -179,7 +212,7 @@ def renew_report(report: RenewReport) -> None:
 
 def upload_report(report: UploadReport) -> None:
     """The stored upload's summary."""
-    out = console()
+    out = _Out()
     verb = "replaced with" if report.replaced else "stored as"
     out.print(f"Certificate [bold]{report.name}[/] {verb} version {report.version}")
     rows = [
@@ -196,3 +229,8 @@ def upload_report(report: UploadReport) -> None:
         out.print(f"  {label + ':':<10} {value}", markup=False)
     for label, path in report.paths.items():
         out.print(f"  {label + ':':<10} {path}", markup=False)
+
+
+def say(text: str) -> None:
+    """One plain line on stdout."""
+    _Out().print(text, markup=False)

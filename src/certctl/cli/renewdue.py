@@ -131,7 +131,7 @@ def set_command(
     if json_output:
         render.print_json(document)
     else:
-        render.console().print(
+        render.say(
             f"{record.name}: renew_before = {record.renew_before_days or 'default'},"
             f" deploy_hook = {record.deploy_hook or '(none)'}"
         )

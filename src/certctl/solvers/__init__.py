@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Protocol
 
 from certctl.context import Reporter
@@ -23,17 +24,26 @@ class Solver(Protocol):
 
 def make_solver(validation: Validation, reporter: Reporter, store: Store | None = None) -> Solver:
     """The solver for a certificate's validation settings."""
-    from certctl.solvers import dns, http
+
+    def http() -> ModuleType:
+        from certctl.solvers import http
+
+        return http
+
+    def dns() -> ModuleType:  # imported only when used: it loads the DNS update stack
+        from certctl.solvers import dns
+
+        return dns
 
     factories: dict[tuple[str, str], Callable[[], Solver]] = {
-        ("http", "standalone"): lambda: http.StandaloneSolver(
+        ("http", "standalone"): lambda: http().StandaloneSolver(
             validation.http_port or 80, store=store
         ),
-        ("http", "webroot"): lambda: http.WebrootSolver(validation.webroot or ""),
+        ("http", "webroot"): lambda: http().WebrootSolver(validation.webroot or ""),
         ("http", "manual"): lambda: ManualSolver(),
         ("dns", "manual"): lambda: ManualSolver(),
-        ("dns", "rfc2136"): lambda: dns.Rfc2136Solver(validation.settings, reporter),
-        ("dns", "hook"): lambda: dns.HookSolver(validation.settings, reporter),
+        ("dns", "rfc2136"): lambda: dns().Rfc2136Solver(validation.settings, reporter),
+        ("dns", "hook"): lambda: dns().HookSolver(validation.settings, reporter),
     }
     factory = factories.get((validation.challenge, validation.method))
     if factory is None:

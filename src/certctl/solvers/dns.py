@@ -90,10 +90,6 @@ def _check_rfc2136(given: Mapping[str, Any]) -> dict[str, Any]:
     for required in ("server", "tsig_key"):
         if required not in given:
             raise BadInput(f"--dns-provider rfc2136 needs {OPTIONS[required]}")
-    if ("tsig_secret_file" in given) == ("tsig_secret_env" in given):
-        raise BadInput(
-            "--dns-provider rfc2136 needs one of --tsig-secret-file or --tsig-secret-env"
-        )
     algorithm = str(given.get("tsig_algorithm", dnsupdate.DEFAULT_ALGORITHM)).lower()
     if algorithm not in dnsupdate.ALGORITHMS:
         raise BadInput(
@@ -104,13 +100,18 @@ def _check_rfc2136(given: Mapping[str, Any]) -> dict[str, Any]:
         "tsig_key": _name(given["tsig_key"], "--tsig-key"),
         "tsig_algorithm": algorithm,
     }
+    if "zone" in given:
+        settings["zone"] = _name(given["zone"], "--dns-zone")
+    if ("tsig_secret_file" in given) == ("tsig_secret_env" in given):
+        raise BadInput(
+            "--dns-provider rfc2136 needs one of --tsig-secret-file or --tsig-secret-env"
+        )
     if "tsig_secret_file" in given:
         settings["tsig_secret_file"] = str(Path(given["tsig_secret_file"]).resolve())
     else:
         settings["tsig_secret_env"] = str(given["tsig_secret_env"])
+    # read once now so a missing or garbled secret fails the order, not a 3 a.m. renewal
     dnsupdate.read_secret(settings.get("tsig_secret_file"), settings.get("tsig_secret_env"))
-    if "zone" in given:
-        settings["zone"] = _name(given["zone"], "--dns-zone")
     return settings
 
 
