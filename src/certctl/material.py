@@ -125,7 +125,7 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
     return CertInfo(
         names=names or ([cn] if cn else []),
         subject_cn=cn,
-        issuer=_readable_name(cert.issuer),
+        issuer=_clean(_readable_name(cert.issuer)),
         serial=format(cert.serial_number, "x"),
         fingerprint_sha256=_fingerprint(cert),
         not_before=cert.not_valid_before_utc,
@@ -174,6 +174,14 @@ def load_upload(
         if pkcs12 is not None:
             _read_pkcs12(found, "the --pkcs12 input", _checked_size("the --pkcs12 input", pkcs12))
     leaf, info = _find_leaf(found)
+    bad = [n for n in info.names if not n.isprintable() or not n.isascii() or " " in n]
+    if bad:
+        raise BadInput(
+            f"the certificate names {_clean(bad[0])!r}, which contains control or non-ASCII"
+            " characters: refusing a certificate no browser would accept"
+        )
+    if not info.names:
+        raise BadInput("the certificate names no domain (no SAN, no CN): refusing it")
     private_key = _the_key(found, leaf, info)
     chain_certs, root = _build_chain(leaf, [c for c in found.certs if c is not leaf])
     notes = found.warnings + _date_warnings(found, info, chain_certs, now, allow_expired)

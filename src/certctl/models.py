@@ -114,6 +114,16 @@ class Current:
     fingerprint: str
     names: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for TOML."""
+        result: dict[str, Any] = _drop_none(asdict(self))
+        return result
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Current:
+        """Build from stored TOML data."""
+        return cls(**_known(cls, data))
+
 
 @dataclass
 class CertRecord:
@@ -146,7 +156,7 @@ class CertRecord:
         data = _known(cls, data)
         data["validation"] = Validation(**_known(Validation, data.get("validation", {})))
         if "current" in data:
-            data["current"] = Current(**_known(Current, data["current"]))
+            data["current"] = Current.from_dict(data["current"])
         if "order" in data:
             data["order"] = OrderState.from_dict(data["order"])
         return cls(**data)

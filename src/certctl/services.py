@@ -29,6 +29,7 @@ from certctl.renewal import status_of
 
 if TYPE_CHECKING:
     from certctl.acmeclient import AcmeSession
+    from certctl.material import CertInfo
 
 ConfirmTos = Callable[[str], bool]
 VERIFY_TIMEOUT = 120.0
@@ -433,17 +434,13 @@ def _finalize_and_store(
     missing = set(record.domains) - set(info.names)
     if missing:
         raise AcmeError(f"the certificate lacks {', '.join(sorted(missing))}; nothing was stored")
-    version = ctx.store.add_version(record.name, cert=cert_pem, chain=chain_pem, key=key)
-    ctx.store.switch_live(record.name, version)
-    record.current = Current(
-        version=version,
-        serial=info.serial,
-        not_before=info.not_before,
-        not_after=info.not_after,
-        issuer=info.issuer,
-        fingerprint=info.fingerprint_sha256,
-        names=list(info.names),
+    facts = facts_of(info)
+    version = ctx.store.add_version(
+        record.name, cert=cert_pem, chain=chain_pem, key=key, facts=facts
     )
+    ctx.store.switch_live(record.name, version)
+    facts.version = version
+    record.current = facts
     record.order = None
     record.revoked = False
     ctx.store.write(record)
@@ -492,6 +489,19 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
         return f"deploy hook of {record.name!r} exited {proc.returncode}: {tail}"
     return None
+
+
+def facts_of(info: CertInfo) -> Current:
+    """What the store keeps about a certificate (version filled in when stored)."""
+    return Current(
+        version=0,
+        serial=info.serial,
+        not_before=info.not_before,
+        not_after=info.not_after,
+        issuer=info.issuer,
+        fingerprint=info.fingerprint_sha256,
+        names=list(info.names),
+    )
 
 
 def split_chain(fullchain: str) -> tuple[bytes, bytes]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from certctl.errors import BadInput, CertctlError, LockHeld, NotFound, StoreError
-from certctl.models import AccountRecord, CertRecord
+from certctl.models import AccountRecord, CertRecord, Current
 from certctl.names import check_cert_name
 
 FORMAT = 1
@@ -251,7 +251,33 @@ class Store:
             ) from e
         if record.name != name:
             raise StoreError(f"metadata of {name!r} names {record.name!r} ({path}): damaged")
+        self._reconcile(record)
         return record
+
+    def _reconcile(self, record: CertRecord) -> None:
+        """Make `record.current` describe the live version after an interrupted update.
+
+        The live switch is the commit point: a crash between it and the metadata
+        write leaves meta.toml describing the previous version. The facts of each
+        version are also kept in its own info.toml, so they are taken from there, and
+        an order whose key is now live is known to be complete.
+        """
+        live = self.live_version(record.name)
+        if live is None or (record.current is not None and record.current.version == live):
+            return
+        directory = self._cert_dir(record.name) / "versions" / str(live)
+        try:
+            import tomllib
+
+            facts = tomllib.loads((directory / "info.toml").read_text("utf-8"))
+            record.current = Current.from_dict({**facts, "version": live})
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return  # an older version without info.toml: keep what meta.toml says
+        if record.current.names and set(record.current.names) != set(record.domains):
+            record.domains = list(record.current.names)
+        pending = self.read_pending_key(record.name)
+        if pending is not None and pending == (directory / "privkey.pem").read_bytes():
+            record.order = None  # the order's certificate is the live one: it is done
 
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), fast for large stores.
@@ -273,7 +299,11 @@ class Store:
             except FileNotFoundError:
                 result.append((name, NotFound(f"no certificate named {name!r}")))
                 continue
-            stamp = [st.st_ino, st.st_size, st.st_mtime_ns]
+            try:  # the live switch commits a version: part of the cache key too
+                live = os.readlink(os.path.join(certs, name, "live"))
+            except OSError:
+                live = ""
+            stamp = [st.st_ino, st.st_size, st.st_mtime_ns, live]
             entry = index.get(name)
             if entry is not None and entry.get("stamp") == stamp:
                 try:
@@ -367,8 +397,14 @@ class Store:
         tail = Path(target).name
         return int(tail) if _VERSION_DIR.fullmatch(tail) else None
 
-    def add_version(self, name: str, *, cert: bytes, chain: bytes, key: bytes) -> int:
-        """Store a new version (built under a temp name, renamed whole); returns its number."""
+    def add_version(
+        self, name: str, *, cert: bytes, chain: bytes, key: bytes, facts: Current | None = None
+    ) -> int:
+        """Store a new version (built under a temp name, renamed whole); returns its number.
+
+        `facts` (dates, serial, issuer...) are kept with the version, so the live
+        switch alone commits a certificate, its key and what certctl knows of it.
+        """
         versions_dir = self._cert_dir(name) / "versions"
         self._mkdir(self._cert_dir(name))
         self._mkdir(versions_dir)
@@ -382,6 +418,9 @@ class Store:
                 "chain.pem": (chain, CERT_MODE),
                 "fullchain.pem": (cert + chain, CERT_MODE),
             }
+            if facts is not None:
+                info = {**facts.to_dict(), "version": number}
+                files["info.toml"] = (_toml(info).encode(), META_MODE)
             for filename, (data, mode) in files.items():
                 atomic_write(tmp / filename, data, mode)
                 fault_point(f"version-{filename}")

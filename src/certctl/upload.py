@@ -11,7 +11,7 @@ from typing import Any
 
 from certctl.context import Context
 from certctl.errors import BadInput
-from certctl.models import SOURCE_UPLOAD, CertRecord, Current
+from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.names import check_cert_name
 
 
@@ -76,7 +76,7 @@ class UploadReport:
 def upload(ctx: Context, request: UploadRequest) -> UploadReport:
     """Check, then store as a new version and switch live; nothing stored when refused."""
     from certctl.material import load_upload
-    from certctl.services import run_deploy_hook
+    from certctl.services import facts_of, run_deploy_hook
 
     name = check_cert_name(request.name)
     if all(
@@ -115,20 +115,19 @@ def upload(ctx: Context, request: UploadRequest) -> UploadReport:
         record.renewal = {}
         if request.deploy_hook is not None:
             record.deploy_hook = request.deploy_hook or None
+        facts = facts_of(info)
         version = ctx.store.add_version(
-            name, cert=material.cert_pem(), chain=material.chain_pem(), key=material.key_pem
+            name,
+            cert=material.cert_pem(),
+            chain=material.chain_pem(),
+            key=material.key_pem,
+            facts=facts,
         )
         ctx.store.switch_live(name, version)
-        record.current = Current(
-            version=version,
-            serial=info.serial,
-            not_before=info.not_before,
-            not_after=info.not_after,
-            issuer=info.issuer,
-            fingerprint=info.fingerprint_sha256,
-            names=list(info.names),
-        )
+        facts.version = version
+        record.current = facts
         ctx.store.write(record)
+        ctx.store.drop_pending_key(name)  # a pending ACME order under this name is void now
         hook_error = run_deploy_hook(ctx, record) if existing is not None else None
     return UploadReport(
         name=name,

@@ -34,7 +34,7 @@ def _read(option: str, path: str | None, stdin_used: list[str]) -> bytes | None:
         raise BadInput(f"{option} {path}: cannot read ({e.strerror})") from None
 
 
-def _passphrase(env_name: str | None, file_path: str | None) -> bytes | None:
+def _passphrase(env_name: str | None, file_path: str | None, stdin_used: list[str]) -> bytes | None:
     from certctl.errors import BadInput
 
     if env_name and file_path:
@@ -45,7 +45,7 @@ def _passphrase(env_name: str | None, file_path: str | None) -> bytes | None:
             raise BadInput(f"--passphrase-env {env_name}: that environment variable is not set")
         return value.encode()
     if file_path:
-        data = _read("--passphrase-file", file_path, [])
+        data = _read("--passphrase-file", file_path, stdin_used)
         assert data is not None
         return data.rstrip(b"\r\n")
     return None
@@ -115,7 +115,7 @@ def upload_command(
         chain=_read("--chain", chain, stdin_used),
         bundle=_read("--bundle", bundle, stdin_used),
         pkcs12=_read("--pkcs12", pkcs12, stdin_used),
-        passphrase=_passphrase(passphrase_env, passphrase_file),
+        passphrase=_passphrase(passphrase_env, passphrase_file, stdin_used),
         strict=strict,
         allow_expired=allow_expired,
         replace=replace,
