@@ -147,7 +147,14 @@ class EmailChannel:
                 f"e-mail via {self.host}:{self.port}: login refused for {self.username}"
             ) from None
         except (smtplib.SMTPException, OSError) as e:
-            detail = type(e).__name__ if isinstance(e, smtplib.SMTPException) else e.strerror
+            if isinstance(e, TimeoutError | smtplib.SMTPServerDisconnected):
+                detail = f"timed out after {self.timeout:g}s waiting for the server"
+            elif isinstance(e, smtplib.SMTPResponseException):
+                detail = f"the server said {e.smtp_code}"
+            else:
+                detail = (
+                    e.strerror or type(e).__name__ if isinstance(e, OSError) else type(e).__name__
+                )
             raise OperationFailed(f"e-mail via {self.host}:{self.port} failed: {detail}") from None
 
 

@@ -7,7 +7,7 @@ tests/test_renewal.py at fixed instants.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from certctl.models import SOURCE_UPLOAD, CertRecord
 
@@ -73,6 +73,21 @@ def due_at(record: CertRecord, ari: AriWindow | None) -> tuple[datetime, str]:
     return renewal_point(current.not_before, current.not_after), f"{share} of the lifetime left"
 
 
+def failures_of(record: CertRecord) -> int:
+    """Consecutive failed renewals of the live certificate (older ones don't count)."""
+    failures = int(record.renewal.get("failures", 0) or 0)
+    last = record.renewal.get("last_attempt")
+    current = record.current
+    if (
+        failures
+        and current is not None
+        and isinstance(last, datetime)
+        and last < current.not_before
+    ):
+        return 0  # failures of its predecessor: this certificate was issued since
+    return failures
+
+
 @dataclass(frozen=True)
 class Status:
     """A certificate's state for `list`, `show` and `renew-due`, with the reason."""
@@ -109,7 +124,7 @@ def status_of(record: CertRecord, now: datetime, notice_days: float) -> Status:
         return Status("expired", f"expired {current.not_after:%Y-%m-%d}", days_left, now)
     automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
     window = notice_window(current.not_before, current.not_after, notice_days)
-    if record.renewal.get("failures"):
+    if failures_of(record):
         error = record.renewal.get("last_error", "automatic renewal failed")
         return Status("failed", f"renewal failed: {error}", days_left, due)
     if order is not None and order.status == "invalid":
@@ -144,7 +159,7 @@ def decide(
     status = status_of(record, now, notice_days)
     window = notice_window(current.not_before, current.not_after, notice_days)
     in_window = now >= current.not_after - window
-    failures = int(record.renewal.get("failures", 0))
+    failures = failures_of(record)
     if force and automatic:
         return Decision(True, False, "forced")
     if not automatic:
@@ -173,5 +188,7 @@ def decide(
 def notice_due(record: CertRecord, today: date) -> bool:
     """At most one notice a day per certificate."""
     last = record.notices.get("last_sent")
+    if isinstance(last, datetime) and last.tzinfo is not None:
+        last = last.astimezone(UTC)
     last_day = last.date() if isinstance(last, datetime) else last
     return last_day != today

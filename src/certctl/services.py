@@ -443,6 +443,10 @@ def _finalize_and_store(
     record.current = facts
     record.order = None
     record.revoked = False
+    for key in ("failures", "last_error", "last_attempt"):  # a new certificate: a clean slate
+        record.renewal.pop(key, None)
+    for key in ("ari_start", "ari_end", "ari_pick", "ari_next_check"):  # ARI was for the old one
+        record.renewal.pop(key, None)
     ctx.store.write(record)
     ctx.store.drop_pending_key(record.name)
     return IssueReport(
