@@ -6,6 +6,7 @@ talk to a CA start fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from acme import challenges, client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy import json_util, jwk
 
 from certctl import __version__
 from certctl.errors import AcmeError, BadInput, NotYet
@@ -26,9 +28,10 @@ from certctl.models import Challenge, OrderState
 
 log = logging.getLogger(__name__)
 
-BAD_NONCE_RETRIES = 10
+BAD_NONCE_RETRIES = 20  # at Pebble's 50% rejection a POST fails 1 time in a million
 MAX_RETRY_AFTER_WAIT = 20.0  # seconds we wait in-process for a 429/503 Retry-After
-MAX_RESPONSE_BYTES = 1 << 20
+RETRY_AFTER_ATTEMPTS = 3  # short waits per request before giving up ("not yet", exit 3)
+MAX_RESPONSE_BYTES = 1 << 20  # certificate chains, directories, orders: all far smaller
 
 
 def _problem_text(error: messages.Error) -> str:
@@ -50,53 +53,118 @@ class RateLimited(NotYet):
         self.retry_at = retry_at
 
 
+class ResponseTooLarge(errors.Error):
+    """The CA sent more than MAX_RESPONSE_BYTES: refused unread (a broken or hostile CA)."""
+
+
+def _read_bounded(response: requests.Response) -> bytes:
+    """The body, refused once it exceeds MAX_RESPONSE_BYTES (as declared or as received)."""
+    limit = f"{MAX_RESPONSE_BYTES // (1 << 20)} MiB"
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise ResponseTooLarge(f"the response is too large ({declared} bytes, over {limit})")
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(f"the response is too large (over {limit})")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _Network(client.ClientNetwork):  # type: ignore[misc]
-    """ClientNetwork with bounded badNonce retries and Retry-After handling."""
+    """ClientNetwork with bounded bodies, bounded badNonce retries and Retry-After handling."""
 
     last_response: requests.Response | None = None
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("stream", True)
-        response: requests.Response = super()._send_request(method, url, *args, **kwargs)
+        """One request with the timeout, reading at most MAX_RESPONSE_BYTES of the body.
+
+        Replaces acme's own, which reads the whole body (for its debug log) before
+        anything can look at its size.
+        """
+        kwargs["verify"] = self.verify_ssl
+        kwargs.setdefault("headers", {})
+        kwargs["headers"].setdefault("User-Agent", self.user_agent)
+        kwargs.setdefault("timeout", self._default_timeout)
+        kwargs["stream"] = True
+        self.last_response = None
+        response: requests.Response = self.session.request(method, url, *args, **kwargs)
         self.last_response = response
+        try:
+            response._content = _read_bounded(response)
+            response._content_consumed = True
+        finally:
+            response.close()  # back to the pool when read in full, else the connection is dropped
+        if "Accept" not in kwargs["headers"]:
+            response.encoding = "utf-8"
+        log.debug(
+            "%s %s: HTTP %d, %d bytes", method, url, response.status_code, len(response._content)
+        )
         return response
 
-    def _retry_wait(self, error: Exception) -> float | None:
-        """Seconds to wait before retrying a 429/503, or None when not retryable."""
+    def _keep_nonce(self) -> None:
+        """RFC 8555 §6.5: an error response carries a fresh nonce; use it for the retry."""
+        if self.last_response is not None:
+            with contextlib.suppress(errors.Error):  # none sent: the retry asks newNonce
+                self._add_nonce(self.last_response)
+
+    def _pause_before_retry(self, error: Exception, waits: int) -> bool:
+        """Sleep out a short Retry-After of a 429/503 and return True; False if not retryable.
+
+        RFC 8555 §6.6 and RFC 9110 §10.2.3: no request before the time the CA gave. A longer
+        wait (or a CA still refusing after RETRY_AFTER_ATTEMPTS waits) raises RateLimited so
+        that the run ends now and the caller can record when to come back.
+        """
         response = self.last_response
         if response is None or response.status_code not in (429, 503):
-            return None
+            return False
         retry_at = retry_after(response, 1)
         wait = max(0.0, (retry_at - datetime.now(UTC)).total_seconds())
-        if wait > MAX_RETRY_AFTER_WAIT:
+        if wait > MAX_RETRY_AFTER_WAIT or waits >= RETRY_AFTER_ATTEMPTS:
             raise RateLimited(
                 f"the CA is rate-limiting or unavailable ({_describe(error)});"
                 f" it asks to retry after {retry_at:%Y-%m-%d %H:%M:%S} UTC",
                 retry_at,
             ) from error
-        return wait
+        log.info("HTTP %d: retrying in %.1f s as the CA asked", response.status_code, wait)
+        time.sleep(wait)
+        return True
+
+    def get(self, *args: Any, **kwargs: Any) -> requests.Response:
+        """GET, waiting out a short Retry-After."""
+        waits = 0
+        while True:
+            try:
+                response: requests.Response = super().get(*args, **kwargs)
+                return response
+            except (messages.Error, errors.ClientError) as error:
+                if not self._pause_before_retry(error, waits):
+                    raise
+                waits += 1
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
         """POST with up to BAD_NONCE_RETRIES fresh nonces (acme retries only once)."""
-        attempts = 0
+        bad_nonces = waits = 0
         while True:
-            attempts += 1
             try:
                 response: requests.Response = self._post_once(*args, **kwargs)
                 return response
             except messages.Error as error:
                 # RFC 8555 §6.5: on badNonce, retry with the fresh nonce from the error.
-                if error.code == "badNonce" and attempts < BAD_NONCE_RETRIES:
-                    continue
-                wait = self._retry_wait(error)
-                if wait is None or attempts >= BAD_NONCE_RETRIES:
+                if error.code == "badNonce":
+                    bad_nonces += 1
+                    if bad_nonces >= BAD_NONCE_RETRIES:
+                        raise
+                elif not self._pause_before_retry(error, waits):
                     raise
-                time.sleep(wait)
+                else:
+                    waits += 1
             except errors.ClientError as error:
-                wait = self._retry_wait(error)
-                if wait is None or attempts >= BAD_NONCE_RETRIES:
+                if not self._pause_before_retry(error, waits):
                     raise
-                time.sleep(wait)
+                waits += 1
+            self._keep_nonce()
 
 
 def _describe(error: BaseException) -> str:
@@ -110,6 +178,8 @@ def _describe(error: BaseException) -> str:
             return f"HTTP {arg[0].status_code} {arg[0].reason} with an unreadable body"
     if isinstance(error, requests.exceptions.Timeout):
         return "timed out"
+    if isinstance(error, josepy.errors.DeserializationError):
+        return f"the CA's answer is malformed ({str(error)[:200]})"
     if isinstance(error, requests.exceptions.SSLError):
         return "TLS verification failed (use --ca-bundle for a private CA)"
     if isinstance(error, requests.exceptions.ConnectionError):
@@ -126,6 +196,13 @@ def jwk_for(key_pem: bytes) -> tuple[josepy.JWK, josepy.JWASignature]:
     if isinstance(key, rsa.RSAPrivateKey):
         return josepy.JWKRSA(key=key), josepy.RS256
     raise BadInput("unsupported account key type: use ECDSA or RSA")
+
+
+class _KeyChange(json_util.JSONObjectWithFields):
+    """RFC 8555 §7.3.5 keyChange payload (signed by the new key)."""
+
+    account: str = json_util.field("account")
+    old_key: jwk.JWK = json_util.field("oldKey", decoder=jwk.JWK.from_json)
 
 
 class _NewOrder(messages.NewOrder):  # type: ignore[misc]
@@ -165,16 +242,16 @@ class AcmeSession:
 
     # ---- plumbing ---------------------------------------------------------
 
-    def _network(self, key_pem: bytes | None) -> _Network:
+    def _network(self, key_pem: bytes | None, *, remember: bool = True) -> _Network:
         jwk, alg = jwk_for(key_pem) if key_pem else (None, josepy.ES256)
-        if jwk is not None:
+        if jwk is not None and remember:
             self._jwk = jwk
         net = _Network(
             key=jwk,
             alg=alg,
             verify_ssl=self._verify,
             user_agent=f"certctl/{__version__}",
-            timeout=int(self._timeout),
+            timeout=self._timeout,  # type: ignore[arg-type]  # requests takes float seconds
         )
         return net
 
@@ -188,7 +265,12 @@ class AcmeSession:
             raise AcmeError(f"{what}: the CA said: {_problem_text(e)}") from e
         except errors.ValidationError as e:
             raise AcmeError(f"{what}: validation failed") from e
-        except (errors.Error, requests.exceptions.RequestException, ValueError) as e:
+        except (
+            errors.Error,
+            josepy.errors.Error,
+            requests.exceptions.RequestException,
+            ValueError,
+        ) as e:
             raise AcmeError(f"{what} at {self.server}: {_describe(e)}") from e
 
     @property
@@ -310,7 +392,7 @@ class AcmeSession:
             # RFC 9773 §5: a CA may refuse `replaces` (e.g. already replaced): retry without.
             log.info("CA refused 'replaces'; ordering without it")
             return self.new_order(domains, challenge_type, profile=profile)
-        body = messages.Order.from_json(response.json())
+        body = self.call("read the order", lambda: messages.Order.from_json(_json(response)))
         order = OrderState(
             url=response.headers["Location"],
             status=_status(body.status),
@@ -324,7 +406,10 @@ class AcmeSession:
 
     def _authorization(self, authz_url: str) -> messages.Authorization:
         response = self.call("fetch the authorization", lambda: self._get(authz_url))
-        return messages.Authorization.from_json(response.json())
+        authz: messages.Authorization = self.call(
+            "read the authorization", lambda: _authorization_of(_json(response))
+        )
+        return authz
 
     def _pick_challenge(self, authz_url: str, challenge_type: str) -> Challenge:
         authz = self._authorization(authz_url)
@@ -398,7 +483,8 @@ class AcmeSession:
             if not pending:
                 break
             if time.monotonic() >= deadline:
-                raise AcmeError(
+                # RFC 8555 §7.5.1: still pending/processing is not a failure: retry later
+                raise NotYet(
                     "the CA has not finished validating "
                     + ", ".join(c.domain for c in pending)
                     + ": run 'certctl verify' again later"
@@ -411,7 +497,10 @@ class AcmeSession:
     def fetch_order(self, order: OrderState) -> messages.Order:
         """The order's current state at the CA."""
         response = self.call("fetch the order", lambda: self._get(order.url))
-        return messages.Order.from_json(response.json())
+        body: messages.Order = self.call(
+            "read the order", lambda: messages.Order.from_json(_json(response))
+        )
+        return body
 
     def finalize(self, order: OrderState, csr_pem: bytes, deadline: float) -> str:
         """Finalize (RFC 8555 §7.4) and download the certificate; returns the PEM chain."""
@@ -471,7 +560,9 @@ class AcmeSession:
             return response
 
         response = self.call("fetch renewal information", fetch)
-        info = messages.RenewalInfo.from_json(response.json())
+        info = self.call(
+            "read renewal information", lambda: messages.RenewalInfo.from_json(_json(response))
+        )
         window = info.suggested_window
         # RFC 9773 §4.3: Retry-After says when to poll again (default: 6 hours).
         retry_at = retry_after(response, 6 * 3600)
@@ -480,10 +571,71 @@ class AcmeSession:
             raise AcmeError("the CA sent an invalid renewal window")
         return start, end, retry_at
 
-    def revoke(self, cert_pem: bytes, reason: int) -> None:
-        """Revoke a certificate with this account (RFC 8555 §7.6)."""
+    def revoke(self, cert_pem: bytes, reason: int, cert_key_pem: bytes | None = None) -> bool:
+        """Revoke (RFC 8555 §7.6); False when it already was. With `cert_key_pem` the
+        request is signed by the certificate's own key (jwk, no account kid)."""
         cert = x509.load_pem_x509_certificate(cert_pem)
-        self.call("revoke the certificate", lambda: self.acme.revoke(cert, reason))
+        acme = (
+            self.acme
+            if cert_key_pem is None
+            else client.ClientV2(self.directory, self._network(cert_key_pem, remember=False))
+        )
+        try:
+            self.call("revoke the certificate", lambda: acme.revoke(cert, reason))
+        except AcmeError as e:
+            if _problem_code(e) == "alreadyRevoked":
+                return False
+            raise
+        return True
+
+    # ---- account management (RFC 8555 §7.3) ---------------------------------
+
+    def account_details(self) -> messages.Registration:
+        """The account object as the CA has it (POST-as-GET on the account URL)."""
+        assert self.account_uri is not None
+        uri = self.account_uri
+        response = self.call("fetch the account", lambda: self._get(uri))
+        details: messages.Registration = self.call(
+            "read the account", lambda: messages.Registration.from_json(_json(response))
+        )
+        return details
+
+    def find_account(self, key_pem: bytes) -> str | None:
+        """RFC 8555 §7.3.1 onlyReturnExisting: the account URL bound to a key, or None."""
+        acme = client.ClientV2(self.directory, self._network(key_pem, remember=False))
+        query = messages.NewRegistration(only_return_existing=True)
+        try:
+            response = self.call(
+                "look up the account", lambda: acme._post(acme.directory["newAccount"], query)
+            )
+        except AcmeError as e:
+            if _problem_code(e) == "accountDoesNotExist":
+                return None
+            raise
+        location = response.headers.get("Location")
+        return str(location) if location else None
+
+    def deactivate(self) -> str:
+        """RFC 8555 §7.3.6: deactivate this account; returns the status the CA reports."""
+        assert self.account_uri is not None
+        regr = messages.RegistrationResource(uri=self.account_uri, body=messages.Registration())
+        updated = self.call(
+            "deactivate the account", lambda: self.acme.deactivate_registration(regr)
+        )
+        return _status(updated.body.status) if updated.body.status else "deactivated"
+
+    def change_key(self, new_key_pem: bytes) -> None:
+        """RFC 8555 §7.3.5 key rollover: inner JWS by the new key, outer by the current one."""
+        from acme import jws
+
+        assert self.account_uri is not None and self._jwk is not None
+        url = self.directory["keyChange"]
+        new_jwk, new_alg = jwk_for(new_key_pem)
+        payload = _KeyChange(account=self.account_uri, old_key=self._jwk.public_key())
+        inner = jws.JWS.sign(
+            payload.json_dumps().encode(), key=new_jwk, alg=new_alg, nonce=None, url=url
+        )
+        self.call("roll over the account key", lambda: self.acme._post(url, inner))
 
 
 def retry_after(response: requests.Response, default: float) -> datetime:
@@ -519,6 +671,12 @@ def ari_cert_id(cert: x509.Certificate) -> str:
     return f"{b64(aki.key_identifier)}.{b64(serial_bytes)}"
 
 
+def _problem_code(error: AcmeError) -> str | None:
+    """The ACME error code (RFC 8555 §6.7, e.g. "alreadyRevoked") behind an AcmeError."""
+    cause = error.__cause__
+    return str(cause.code) if isinstance(cause, messages.Error) and cause.code else None
+
+
 def _status(value: Any) -> str:
     """A Status as its plain name ("pending", "valid", ...)."""
     return str(getattr(value, "name", value))
@@ -530,12 +688,37 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _check_token(token: str) -> None:
+def _check_token(token: Any) -> None:
     """RFC 8555 §8.3: a token is base64url; anything else is hostile (e.g. '../')."""
     import re
 
-    if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", token):
+    if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", token):
         raise AcmeError("the CA sent a challenge token that is not base64url; refusing to use it")
+
+
+def _json(response: requests.Response) -> Any:
+    """The body as JSON, or an error naming what came instead (say, a proxy's HTML page)."""
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type") or "no content type"
+        raise errors.ClientError(
+            f"HTTP {response.status_code} {response.reason} with a body that is not JSON ({kind})"
+        ) from None
+
+
+def _authorization_of(data: Any) -> messages.Authorization:
+    """Parse an authorization (RFC 8555 §7.1.4), refusing hostile tokens first.
+
+    The raw token is checked before josepy decodes it: josepy's lenient base64 would turn
+    '../../../../etc/passwdAAAAAAAA' into a harmless-looking token the CA never sent.
+    """
+    challenges_json = data.get("challenges") if isinstance(data, dict) else None
+    for challenge in challenges_json if isinstance(challenges_json, list) else []:
+        if isinstance(challenge, dict) and "token" in challenge:
+            _check_token(challenge["token"])
+    authz: messages.Authorization = messages.Authorization.from_json(data)
+    return authz
 
 
 def default_order_deadline(seconds: float) -> float:

@@ -380,8 +380,8 @@ class Expectation:
         return not missing
 
     def __str__(self) -> str:
-        name = show(self.name)
-        return f"{self.server} (zone {self.zone}) does not serve TXT {name} yet: {self.seen}"
+        zone = f" (zone {self.zone})" if self.zone else ""
+        return f"{self.server}{zone} does not serve TXT {show(self.name)} yet: {self.seen}"
 
 
 def wait_until_served(

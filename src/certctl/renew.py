@@ -68,10 +68,10 @@ class RenewReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """1 when anything failed, else 3 when a lock was held, else 0."""
+        """1 when anything failed, else 3 when a lock was held or the CA said wait, else 0."""
         if any(o.action in ("failed", "damaged") or o.errors for o in self.outcomes):
             return ExitCode.FAILED
-        if any(o.action == "locked" for o in self.outcomes):
+        if any(o.action in ("locked", "deferred") for o in self.outcomes):
             return ExitCode.NOT_YET
         return ExitCode.OK
 
@@ -132,6 +132,9 @@ def _ari_check_due(record: CertRecord, now: datetime) -> bool:
     automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
     if not automatic or record.current is None or now >= record.current.not_after:
         return False  # RFC 9773 §4.3: no ARI for expired certificates
+    retry = record.renewal.get("not_before_retry")
+    if isinstance(retry, datetime) and now < retry:
+        return False  # the CA's Retry-After (RFC 8555 §6.6): not even ARI before then
     next_check = record.renewal.get("ari_next_check")
     return not isinstance(next_check, datetime) or now >= next_check
 
@@ -183,7 +186,8 @@ def _refresh_ari(ctx: Context, record: CertRecord, now: datetime) -> None:
         info = session.renewal_info(live["cert.pem"])
     except CertctlError as e:
         ctx.reporter.warn(f"{record.name}: renewal information unavailable ({e})")
-        record.renewal["ari_next_check"] = now + ARI_RECHECK_ON_ERROR
+        retry_at = getattr(e, "retry_at", None)  # a 429/503 said when: not before then
+        record.renewal["ari_next_check"] = max(now + ARI_RECHECK_ON_ERROR, retry_at or now)
         ctx.store.write(record)
         return
     if info is None:
@@ -208,11 +212,21 @@ def _renew(
 ) -> Outcome:
     """Order → verify → issue unattended; the old certificate stays live until then."""
     from certctl import services
+    from certctl.acmeclient import RateLimited
 
     now = ctx.now()
     replaces = _replaces(ctx, record)
     try:
         report = services.issue_locked(ctx, record, options.timeout, replaces=replaces)
+    except RateLimited as e:
+        # RFC 8555 §6.6: the CA said when to come back. Record it (renewal.decide and the ARI
+        # check honour it) and end this certificate's turn now rather than sleep until then.
+        record = ctx.store.read(record.name)
+        record.renewal.update(
+            not_before_retry=e.retry_at, last_attempt=now, last_error=str(e)[:500]
+        )
+        ctx.store.write(record)
+        return Outcome(record.name, "deferred", str(e))
     except CertctlError as e:
         record = ctx.store.read(record.name)  # keep what issue_locked persisted (order state)
         failures = int(record.renewal.get("failures", 0)) + 1
@@ -225,14 +239,23 @@ def _renew(
         outcome.errors.extend(notified.errors)
         return outcome
     record = ctx.store.read(record.name)
-    for key in ("failures", "last_error", "ari_start", "ari_end", "ari_pick", "ari_next_check"):
+    for key in (
+        "failures",
+        "last_error",
+        "not_before_retry",
+        "ari_start",
+        "ari_end",
+        "ari_pick",
+        "ari_next_check",
+    ):
         record.renewal.pop(key, None)
     record.renewal["last_renewed"] = now
     ctx.store.write(record)
+    how = "new order" if report.reordered else "resumed the stored order"
     outcome = Outcome(
         record.name,
         "renewed",
-        f"version {report.version}",
+        f"version {report.version} ({how})",
         serial=report.current.serial,
         not_after=report.current.not_after,
     )

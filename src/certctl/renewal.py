@@ -176,6 +176,12 @@ def decide(
         due = now >= (status.due_at or now)
     if not due:
         return Decision(False, False, status.reason)
+    retry = record.renewal.get("not_before_retry")
+    if isinstance(retry, datetime) and now < retry:
+        # RFC 8555 §6.6, RFC 9110 §10.2.3: the CA's Retry-After; no request to it before then
+        return Decision(
+            False, in_window, f"the CA asked to retry after {retry:%Y-%m-%d %H:%M} UTC", retry
+        )
     if failures:
         last = record.renewal.get("last_attempt")
         next_try = last + backoff_delay(failures) if isinstance(last, datetime) else None

@@ -26,6 +26,7 @@ from certctl.models import (
 )
 from certctl.names import check_cert_name, default_cert_name, normalize_domains
 from certctl.renewal import status_of
+from certctl.store import fault_point
 
 if TYPE_CHECKING:
     from certctl.acmeclient import AcmeSession
@@ -52,13 +53,17 @@ def account_session(
     session = ctx.acme(server)
     if session.account_uri is not None:
         return session  # already logged in during this run: reuse its connection
+    from certctl.accounts import usable_account
+
     stored = ctx.store.read_account(server)
     if stored is not None:
+        stored = usable_account(ctx, session, stored)  # deactivated? unsettled key rollover?
         session.login(stored[1], stored[0].uri)
         return session
     with ctx.store.account_lock(server):
         stored = ctx.store.read_account(server)  # another run may have created it meanwhile
         if stored is not None:
+            stored = usable_account(ctx, session, stored, locked=True)
             session.login(stored[1], stored[0].uri)
             return session
         if not agree_tos:
@@ -362,6 +367,7 @@ class IssueReport:
             "fingerprint_sha256": self.current.fingerprint,
             "paths": self.paths,
             "deploy_hook_error": self.hook_error,
+            "new_order": self.reordered,
         }
 
 
@@ -427,6 +433,7 @@ def _finalize_and_store(
     deadline = time.monotonic() + timeout
     with ctx.reporter.status("waiting for the CA to issue the certificate"):
         fullchain = session.finalize(order, make_csr(key, record.domains), deadline)
+    fault_point("finalize-after")
     cert_pem, chain_pem = split_chain(fullchain)
     info = cert_info_pem(cert_pem)
     if not key_matches(x509.load_pem_x509_certificate(cert_pem), load_key(key, "the order key")):
@@ -435,7 +442,9 @@ def _finalize_and_store(
     if missing:
         raise AcmeError(f"the certificate lacks {', '.join(sorted(missing))}; nothing was stored")
     facts = facts_of(info)
-    version = ctx.store.add_version(
+    # a crash after storing the version but before the live switch left it complete:
+    # use it instead of storing the same certificate twice
+    version = ctx.store.unswitched_version(record.name, cert_pem, key) or ctx.store.add_version(
         record.name, cert=cert_pem, chain=chain_pem, key=key, facts=facts
     )
     ctx.store.switch_live(record.name, version)
@@ -443,7 +452,7 @@ def _finalize_and_store(
     record.current = facts
     record.order = None
     record.revoked = False
-    for key in ("failures", "last_error", "last_attempt"):  # a new certificate: a clean slate
+    for key in ("failures", "last_error", "last_attempt", "not_before_retry"):  # a clean slate
         record.renewal.pop(key, None)
     for key in ("ari_start", "ari_end", "ari_pick", "ari_next_check"):  # ARI was for the old one
         record.renewal.pop(key, None)

@@ -202,11 +202,13 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
 
 
 def _register() -> None:
-    from certctl.cli import issue, listing, order, renewdue, upload, verify
+    from certctl.cli import account, doctor, issue, listing, order, renewdue, show, upload, verify
+    from certctl.cli.options import add_name_completion
 
-    for module in (order, verify, issue, upload, listing, renewdue):
+    for module in (order, verify, issue, upload, listing, renewdue, doctor, show, account):
         for command in module.COMMANDS:
             cli.add_command(command)
+    add_name_completion(cli)  # last: NAME arguments of every command complete stored names
 
 
 _register()

@@ -35,3 +35,35 @@ def confirm_tos_for(interactive: bool) -> Callable[[str], bool] | None:
         return click.confirm(f"Accept the CA's terms of service ({terms})?", err=True)
 
     return ask
+
+
+def complete_cert_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of the certificate names in the store; quick, and never fails."""
+    try:
+        import os
+        from pathlib import Path
+
+        from certctl.store import Store
+
+        root = ctx.find_root().params.get("store") or os.environ.get("CERTCTL_STORE")
+        if not root:
+            from certctl.cli.app import _default_store
+
+            root = _default_store()
+        names = Store(Path(root), warn=lambda message: None).names()
+        return [n for n in names if n.startswith(incomplete)]
+    except Exception:  # completion must never break the user's shell
+        return []
+
+
+def add_name_completion(command: click.Command) -> None:
+    """Complete stored names for every NAME argument (and NAME option) in the command tree."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_name_completion(sub)
+    for param in command.params:
+        takes_name = (isinstance(param, click.Argument) and param.name == "name") or (
+            isinstance(param, click.Option) and param.metavar == "NAME"
+        )
+        if takes_name and param._custom_shell_complete is None:
+            param._custom_shell_complete = complete_cert_names

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from certctl.inspection import ExportReport, RemoveReport, ShowReport
     from certctl.renew import RenewReport
     from certctl.services import IssueReport, ListEntry, OrderReport, VerifyReport
     from certctl.upload import UploadReport
@@ -234,3 +235,169 @@ def upload_report(report: UploadReport) -> None:
 def say(text: str) -> None:
     """One plain line on stdout."""
     _Out().print(text, markup=False)
+
+
+# ---- show / remove / export ---------------------------------------------------
+
+
+def write_pem(data: bytes) -> None:
+    """PEM exactly as stored, on stdout."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+def _days(value: float | None) -> str:
+    return "" if value is None else f" ({value:.0f} days left)" if value >= 0 else " (expired)"
+
+
+def show_report(report: ShowReport) -> None:
+    """One certificate, section by section (plain text when not a terminal)."""
+    out = _Out()
+    record, cert, policy = report.record, report.certificate, report.policy
+
+    def row(label: str, value: object) -> None:
+        out.print(f"  {label + ':' if label else '':<13} {value}", markup=False)
+
+    out.print(f"[bold]{record.name}[/]")  # names are validated: no markup inside
+    row("state", f"{report.state} ({report.reason})")
+    row("domains", ", ".join(record.domains))
+    source = record.source + (f", {record.server}" if record.server else "")
+    row("source", source)
+    row("profile", record.profile or "-")
+    row("revoked", "yes" if record.revoked else "no")
+    if cert is not None:
+        row("names", ", ".join(cert.names))
+        row("key type", cert.key_type)
+        row("issuer", cert.issuer)
+        row("serial", cert.serial)
+        row("sha256", cert.fingerprint_sha256)
+        row("not before", _when(cert.not_before))
+        row("not after", _when(cert.not_after) + _days(report.days_left))
+        for n, entry in enumerate(report.chain):
+            row("chain" if n == 0 else "", f"{entry.subject} (issued by {entry.issuer})")
+        if not report.chain:
+            row("chain", "none (no intermediates stored)")
+    else:
+        row("key type", f"{record.key_type} (no certificate yet)")
+    row("validation", report.validation or "none (uploaded)")
+    for key, value in report.validation_settings.items():
+        row("", f"{key} = {value}")
+    if policy.due_at is not None:
+        row("renewal", f"automatic, due {_when(policy.due_at)} ({policy.rule})")
+    else:
+        row("renewal", policy.rule)
+    if policy.renew_before_days is not None:
+        row("", f"renew_before = {policy.renew_before_days:g} days")
+    if policy.ari is not None:
+        row("ARI window", f"{_when(policy.ari.start)} - {_when(policy.ari.end)}")
+    if policy.failures:
+        last = f"last {_when(policy.last_attempt)}: {policy.last_error}"
+        row("failures", f"{policy.failures}, {last}")
+        row("", f"next attempt not before {_when(policy.next_attempt)}")
+    if policy.last_renewed is not None:
+        row("renewed", _when(policy.last_renewed))
+    if policy.notice_from is not None:
+        row("notice from", _when(policy.notice_from))
+    last_sent = record.notices.get("last_sent")
+    row("last notice", _when(last_sent) if isinstance(last_sent, datetime) else "never")
+    row("deploy hook", record.deploy_hook or "-")
+    if report.versions:
+        out.print("  versions:", markup=False)
+        for version in report.versions:
+            if version.error:
+                detail = version.error
+            else:
+                detail = f"serial {version.serial}  not after {_when(version.not_after)}"
+            live = "  (live)" if version.live else ""
+            out.print(f"    {version.version:>3}  {detail}{live}", markup=False)
+    if report.paths:
+        out.print("  live paths:", markup=False)
+        for label, path in report.paths.items():
+            out.print(f"    {label + ':':<10} {path}", markup=False)
+    order = record.order
+    if order is not None:
+        expires = _when(order.expires)
+        out.print(f"  pending order: {order.status}, expires {expires}", markup=False)
+        if order.error:
+            out.print(f"    error: {order.error}", markup=False)
+        for challenge in order.challenges:
+            where = challenge.record_name
+            if challenge.type == "http-01":
+                where = f"http://{challenge.domain}{challenge.record_name}"
+            out.print(
+                f"    {challenge.domain}: {challenge.type} {challenge.status}  {where}",
+                markup=False,
+            )
+
+
+def remove_report(report: RemoveReport) -> None:
+    """What was removed."""
+    out = _Out()
+    out.print(f"Removed {report.name} and its {report.versions} version(s)", markup=False)
+    if report.dropped_order is not None:
+        out.print(
+            "Dropped its pending order locally (ACME cannot cancel an order; it expires at the"
+            f" CA on {_when(report.dropped_order.expires)})",
+            markup=False,
+        )
+
+
+def export_report(report: ExportReport) -> None:
+    """The files written."""
+    out = _Out()
+    out.print(f"Exported {report.name} (version {report.version}) to {report.directory}", False)
+    for label, path in report.files.items():
+        mode = f"{report.key_mode:04o}" if label == "privkey" else "0644"
+        out.print(f"  {label + ':':<10} {path} ({mode})", markup=False)
+
+
+# ---- accounts and revocation --------------------------------------------------
+
+if TYPE_CHECKING:
+    from certctl.accounts import AccountReport, RevokeReport, RolloverReport
+
+
+def account_report(report: AccountReport, command: str) -> None:
+    """One account: where, which URI, its status and key."""
+    out = _Out()
+    headline = {
+        "register": "Existing ACME account" if report.existing else "Registered ACME account",
+        "deactivate": "Deactivated ACME account",
+    }.get(command, "ACME account")
+    if command == "deactivate" and report.existing:
+        headline = "Already deactivated: ACME account"
+    out.print(f"{headline} at {report.server}", markup=False)
+    rows = [
+        ("uri", report.uri),
+        ("status", report.status + ("" if report.source == "ca" else " (as stored)")),
+        ("contact", ", ".join(report.contact) or "-"),
+        ("key", f"{report.key_type}, thumbprint {report.key_thumbprint}"),
+        ("created", _when(report.created)),
+    ]
+    if report.eab_kid:
+        rows.append(("eab kid", report.eab_kid))
+    for label, value in rows:
+        out.print(f"  {label + ':':<9} {value}", markup=False)
+    if command == "deactivate":
+        out.print("Register a new account with: certctl account register --agree-tos", False)
+
+
+def rollover_report(report: RolloverReport) -> None:
+    """The account's old and new key."""
+    out = _Out()
+    out.print(f"Rolled over the key of {report.uri}", markup=False)
+    out.print(f"  old key: {report.old_key_type}, thumbprint {report.old_key_thumbprint}", False)
+    out.print(f"  new key: {report.key_type}, thumbprint {report.key_thumbprint}", False)
+
+
+def revoke_report(report: RevokeReport) -> None:
+    """The revoked certificate and what happens next."""
+    out = _Out()
+    verb = "was already revoked" if report.already_revoked else "revoked"
+    out.print(
+        f"{report.name}: certificate {report.serial} {verb} at {report.server}"
+        f" (reason {report.reason}, signed with the {report.signed_with})",
+        markup=False,
+    )
+    out.print(f"Next: {report.next_step}", markup=False)

@@ -83,6 +83,9 @@ def _check_hook(command: Any) -> str:
         raise BadInput(
             f"--dns-hook program {argv[0] if argv else ''!r} not found or not executable"
         )
+    if "/" in argv[0] and not os.path.isabs(argv[0]):
+        # stored for renewals, which run from another directory (cron)
+        return shlex.join([os.path.abspath(argv[0]), *argv[1:]])
     return str(command)
 
 
@@ -275,6 +278,7 @@ class HookSolver(_Publisher):
             record = _Record(challenge.domain, name, challenge.validation)
             self._run("add", record)
             self._added.append(record)
+            self.reporter.info(f"{self.argv[0]} added TXT {show(name)}")
 
     def _unpublish(self, records: list[_Record]) -> None:
         failures = []
@@ -288,7 +292,7 @@ class HookSolver(_Publisher):
 
     def _servers_of(self, record: _Record) -> tuple[str, list[Server]]:
         if self.nameservers:
-            return "given by --dns-nameserver", self.nameservers
+            return "", self.nameservers  # the zone is the hook's business
         zone, servers = dnsupdate.resolver_nameservers(record.name)
         return show(zone), servers
 

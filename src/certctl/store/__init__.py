@@ -20,7 +20,6 @@ the umask.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -32,13 +31,23 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from certctl.errors import BadInput, CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import AccountRecord, CertRecord, Current
 from certctl.names import check_cert_name
+from certctl.store.files import (
+    atomic_write,
+    fault_point,
+    fsync_dir,
+    json_decode,
+    json_encode,
+    to_toml,
+    write_failed,
+)
+
+__all__ = ["LivePaths", "Store", "atomic_write", "fault_point"]
 
 FORMAT = 1
 INDEX = "index.json"
@@ -50,74 +59,6 @@ LIVE_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 _VERSION_DIR = re.compile(r"[0-9]{1,9}")
 
 Warn = Callable[[str], None]
-
-
-def fault_point(name: str) -> None:
-    """Test-only crash hook: SIGKILL this process when CERTCTL_TEST_FAULT names this point.
-
-    Used by the fault-injection suite to prove crash safety; never set it in production.
-    """
-    if os.environ.get("CERTCTL_TEST_FAULT") == name:
-        os.kill(os.getpid(), 9)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` atomically with `mode` from the first byte on."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed or widened nothing; make sure
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _write_failed(what: str, exc: OSError) -> StoreError:
-    """Turn an OSError during a write into a one-line StoreError."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return StoreError(f"{what}: disk full ({exc.strerror}); free space and retry")
-    return StoreError(f"{what}: {exc.strerror or exc}")
-
-
-def _json_encode(value: object) -> object:
-    """Datetimes in the index cache keep their type through a tagged string."""
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, date):
-        return {"$d": value.isoformat()}
-    raise TypeError(f"cannot cache {type(value).__name__}")
-
-
-def _json_decode(obj: dict[str, Any]) -> object:
-    if len(obj) == 1:
-        if "$dt" in obj:
-            return datetime.fromisoformat(obj["$dt"])
-        if "$d" in obj:
-            return date.fromisoformat(obj["$d"])
-    return obj
 
 
 @dataclass(frozen=True)
@@ -184,7 +125,22 @@ class Store:
             self._mkdir(path)
         marker = self.root / "certctl-store.toml"
         if not marker.exists():
-            atomic_write(marker, _toml({"format": FORMAT}).encode(), META_MODE)
+            atomic_write(marker, to_toml({"format": FORMAT}).encode(), META_MODE)
+
+    def _read_private(self, path: Path) -> bytes:
+        """Read a key, repairing (with a warning) permissions looser than 0600."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & ~KEY_MODE:
+                os.fchmod(fd, KEY_MODE)
+                self._warn(f"warning: {path} had mode {mode:o}; repaired to 600")
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def _mkdir(self, path: Path) -> None:
         try:
@@ -326,7 +282,7 @@ class Store:
 
     def _read_index(self) -> dict[str, Any]:
         try:
-            data = json.loads((self.root / INDEX).read_bytes(), object_hook=_json_decode)
+            data = json.loads((self.root / INDEX).read_bytes(), object_hook=json_decode)
         except (FileNotFoundError, ValueError, UnicodeDecodeError):
             return {}
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -341,7 +297,7 @@ class Store:
         try:
             with self.lock("index", what="store"):
                 data = json.dumps(
-                    {"format": FORMAT, "certificates": entries}, default=_json_encode
+                    {"format": FORMAT, "certificates": entries}, default=json_encode
                 ).encode()
                 atomic_write(self.root / INDEX, data, META_MODE)
         except (LockHeld, OSError):
@@ -353,9 +309,9 @@ class Store:
         self._mkdir(directory)
         fault_point("meta-before")
         try:
-            atomic_write(directory / "meta.toml", _toml(record.to_dict()).encode(), META_MODE)
+            atomic_write(directory / "meta.toml", to_toml(record.to_dict()).encode(), META_MODE)
         except OSError as e:
-            raise _write_failed(f"write metadata of {record.name!r}", e) from e
+            raise write_failed(f"write metadata of {record.name!r}", e) from e
         fault_point("meta-after")
 
     def write_pending_key(self, name: str, key_pem: bytes) -> None:
@@ -365,13 +321,13 @@ class Store:
         try:
             atomic_write(directory / "pending.key", key_pem, KEY_MODE)
         except OSError as e:
-            raise _write_failed(f"write the new key of {name!r}", e) from e
+            raise write_failed(f"write the new key of {name!r}", e) from e
         fault_point("pending-key-after")
 
     def read_pending_key(self, name: str) -> bytes | None:
         """The pending order's key, or None."""
         try:
-            return (self._cert_dir(name) / "pending.key").read_bytes()
+            return self._read_private(self._cert_dir(name) / "pending.key")
         except FileNotFoundError:
             return None
 
@@ -420,23 +376,45 @@ class Store:
             }
             if facts is not None:
                 info = {**facts.to_dict(), "version": number}
-                files["info.toml"] = (_toml(info).encode(), META_MODE)
+                files["info.toml"] = (to_toml(info).encode(), META_MODE)
             for filename, (data, mode) in files.items():
                 atomic_write(tmp / filename, data, mode)
                 fault_point(f"version-{filename}")
             os.rename(tmp, versions_dir / str(number))
-            _fsync_dir(versions_dir)
+            fsync_dir(versions_dir)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise _write_failed(f"store the new certificate of {name!r}", e) from e
+            raise write_failed(f"store the new certificate of {name!r}", e) from e
         fault_point("version-after")
         return number
+
+    def unswitched_version(self, name: str, cert: bytes, key: bytes) -> int | None:
+        """A complete version newer than live holding exactly this certificate and key."""
+        live = self.live_version(name) or 0
+        for version in reversed(self.versions(name)):
+            if version <= live:
+                break
+            directory = self._cert_dir(name) / "versions" / str(version)
+            try:
+                same = (directory / "cert.pem").read_bytes() == cert and (
+                    directory / "privkey.pem"
+                ).read_bytes() == key
+            except OSError:
+                continue
+            if same and all((directory / f).is_file() for f in LIVE_FILES):
+                return version
+        return None
 
     def read_version(self, name: str, version: int) -> dict[str, bytes]:
         """The PEM files of one stored version."""
         directory = self._cert_dir(name) / "versions" / str(version)
         try:
-            return {f: (directory / f).read_bytes() for f in LIVE_FILES}
+            return {
+                f: self._read_private(directory / f)
+                if f == "privkey.pem"
+                else ((directory / f).read_bytes())
+                for f in LIVE_FILES
+            }
         except FileNotFoundError as e:
             raise StoreError(f"version {version} of {name!r} is incomplete ({e.filename})") from e
 
@@ -450,11 +428,11 @@ class Store:
         try:
             os.symlink(f"versions/{version}", tmp)
             os.replace(tmp, directory / "live")
-            _fsync_dir(directory)
+            fsync_dir(directory)
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise _write_failed(f"switch live files of {name!r}", e) from e
+            raise write_failed(f"switch live files of {name!r}", e) from e
         fault_point("live-after")
 
     def live_paths(self, name: str) -> LivePaths:
@@ -480,7 +458,7 @@ class Store:
             raise NotFound(f"no certificate named {name!r} in {self.root}: see 'certctl list'")
         trash = directory.with_name(f".removed-{name}-{secrets.token_hex(4)}")
         os.rename(directory, trash)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
         shutil.rmtree(trash, ignore_errors=True)
 
     # ---- accounts ---------------------------------------------------------
@@ -496,7 +474,7 @@ class Store:
         directory = self._account_dir(server)
         try:
             data = (directory / "account.toml").read_bytes()
-            key = (directory / "account.key").read_bytes()
+            key = self._read_private(directory / "account.key")
         except FileNotFoundError:
             return None
         import tomllib
@@ -513,12 +491,12 @@ class Store:
         try:
             atomic_write(directory / "account.key", key_pem, KEY_MODE)
         except OSError as e:
-            raise _write_failed(f"write the account key for {server}", e) from e
+            raise write_failed(f"write the account key for {server}", e) from e
 
     def read_account_key(self, server: str) -> bytes | None:
         """An account key written before registration completed, or None."""
         try:
-            return (self._account_dir(server) / "account.key").read_bytes()
+            return self._read_private(self._account_dir(server) / "account.key")
         except FileNotFoundError:
             return None
 
@@ -527,9 +505,68 @@ class Store:
         directory = self._account_dir(record.server)
         self._mkdir(directory)
         try:
-            atomic_write(directory / "account.toml", _toml(record.to_dict()).encode(), META_MODE)
+            atomic_write(directory / "account.toml", to_toml(record.to_dict()).encode(), META_MODE)
         except OSError as e:
-            raise _write_failed(f"write the account for {record.server}", e) from e
+            raise write_failed(f"write the account for {record.server}", e) from e
+
+    # ---- account key rollover (RFC 8555 §7.3.5) ----------------------------
+    #
+    # The CA switches an account's key atomically, but a crash or a lost response
+    # can leave certctl not knowing whether it did. So the old key stays as
+    # account.key.old beside the new account.key until the CA has confirmed:
+    # while account.key.old exists the rollover is unsettled, and the next user of
+    # the account asks the CA which of the two keys it accepts.
+
+    def begin_account_key_rollover(self, record: AccountRecord, new_key_pem: bytes) -> None:
+        """Make `new_key_pem` the account key, keeping the old one as account.key.old.
+
+        Each step is durable before the next: the old key hard-linked as
+        account.key.old; the new key written under a temp name and renamed over
+        account.key; the record rewritten. The caller holds account_lock() and
+        then settles with finish_account_key_rollover().
+        """
+        directory = self._account_dir(record.server)
+        old = directory / "account.key.old"
+        if old.exists():
+            raise StoreError(
+                f"an earlier key rollover of the account at {record.server} is unsettled"
+                f" ({old}): run 'certctl account show' to settle it, then retry"
+            )
+        try:
+            os.link(directory / "account.key", old)
+            fsync_dir(directory)
+            fault_point("account-rollover-old-kept")
+            atomic_write(directory / "account.key", new_key_pem, KEY_MODE)
+        except OSError as e:
+            raise write_failed(f"store the new account key for {record.server}", e) from e
+        fault_point("account-rollover-new-written")
+        self.write_account(record)
+
+    def previous_account_key(self, server: str) -> bytes | None:
+        """The old key of an unsettled rollover (account.key.old), or None."""
+        try:
+            return (self._account_dir(server) / "account.key.old").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def finish_account_key_rollover(self, record: AccountRecord, *, keep_new: bool) -> None:
+        """Settle a rollover once the CA has said which key it accepts.
+
+        keep_new drops account.key.old; otherwise the CA kept the old key, and it
+        is renamed back over account.key (the unused new key is discarded).
+        """
+        fault_point("account-rollover-settle")
+        directory = self._account_dir(record.server)
+        old = directory / "account.key.old"
+        try:
+            if keep_new:
+                old.unlink(missing_ok=True)
+            else:
+                os.replace(old, directory / "account.key")
+            fsync_dir(directory)
+        except OSError as e:
+            raise write_failed(f"settle the account key for {record.server}", e) from e
+        self.write_account(record)
 
     # ---- locks ------------------------------------------------------------
 
@@ -564,22 +601,17 @@ class Store:
                         f"{what} {name!r} is locked by {holder or 'another process'}; another"
                         " certctl is running — retry later"
                     ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            with contextlib.suppress(OSError):  # who holds it: best effort (disk may be full)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
             try:
                 yield
             finally:
-                os.ftruncate(fd, 0)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing releases the flock; a killed process releases it too
 
     def account_lock(self, server: str) -> contextlib.AbstractContextManager[None]:
         """Lock serialising account creation for one CA."""
         return self.lock(self._account_dir(server).name, what="account")
-
-
-def _toml(data: dict[str, Any]) -> str:
-    """Serialise metadata as TOML (tomli-w, imported when writing only)."""
-    import tomli_w
-
-    return tomli_w.dumps(data)

@@ -1,0 +1,141 @@
+"""certctl show / remove / export."""
+
+from __future__ import annotations
+
+import click
+
+from certctl.cli.options import complete_cert_names, json_option
+
+
+@click.command("show")
+@click.argument("name", shell_complete=complete_cert_names)
+@click.option("--pem", is_flag=True, help="Print the live full chain as PEM (never the key).")
+@json_option
+@click.pass_context
+def show_command(ctx: click.Context, name: str, pem: bool, json_output: bool) -> None:
+    """Show everything known about one certificate.
+
+    Names, key, issuer, serial, fingerprint, validity, chain, validation (secrets
+    redacted), renewal policy and next due time, notices, versions, live paths
+    and any pending order.
+
+    \b
+    Examples:
+      certctl show example.com
+      certctl show example.com --json | jq .renewal.due_at
+      certctl show example.com --pem | openssl x509 -noout -text
+    """
+    from certctl import inspection
+    from certctl.cli import render
+    from certctl.cli.app import build_context
+    from certctl.errors import BadInput
+
+    if pem and json_output:
+        raise BadInput("--pem and --json exclude each other: choose one")
+    context = build_context(ctx, json_output=json_output)
+    if pem:
+        render.write_pem(inspection.live_fullchain(context, name))
+        return
+    report = inspection.show(context, name)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.show_report(report)
+
+
+@click.command("remove")
+@click.argument("name", shell_complete=complete_cert_names)
+@click.option(
+    "-y", "--yes", is_flag=True, help="Do not ask (required when stdin is not a terminal)."
+)
+@json_option
+@click.pass_context
+def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) -> None:
+    """Delete a certificate with all its versions and its pending order.
+
+    The entry disappears in one step; exits 3 when another certctl holds its lock.
+    ACME cannot cancel an order: a pending one is dropped here and expires at the CA.
+
+    \b
+    Examples:
+      certctl remove old.example.com
+      certctl remove old.example.com --yes     # from a script
+    """
+    from certctl import inspection
+    from certctl.cli import render
+    from certctl.cli.app import build_context
+    from certctl.errors import BadInput
+
+    context = build_context(ctx, json_output=json_output)
+
+    def confirm(question: str) -> bool:
+        if not context.interactive:
+            raise BadInput(
+                f"refusing to remove {name!r} without confirmation (stdin is not a terminal):"
+                " add --yes"
+            )
+        return click.confirm(question, err=True)
+
+    report = inspection.remove(context, name, None if yes else confirm)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.remove_report(report)
+
+
+@click.command("export")
+@click.argument("name", shell_complete=complete_cert_names)
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write cert.pem, chain.pem, fullchain.pem and privkey.pem into.",
+)
+@click.option(
+    "--owner", metavar="USER[:GROUP]", help="Give the files to USER (and GROUP); needs root."
+)
+@click.option(
+    "--key-mode",
+    metavar="MODE",
+    default="0600",
+    show_default=True,
+    help="Octal mode of privkey.pem (e.g. 0640 with --owner root:nginx).",
+)
+@json_option
+@click.pass_context
+def export_command(
+    ctx: click.Context,
+    name: str,
+    directory: str,
+    owner: str | None,
+    key_mode: str,
+    json_output: bool,
+) -> None:
+    """Copy the live files into a directory, each atomically, with the right modes.
+
+    For servers that cannot read the store. Certificates are written 0644, the
+    key 0600 (--key-mode); a symlink at a target name is replaced, never followed.
+    Works as a deploy hook, so every renewal refreshes the copy.
+
+    \b
+    Examples:
+      certctl export example.com --dir /etc/nginx/tls
+      certctl set example.com \\
+        --deploy-hook 'certctl export $CERTCTL_NAME --dir /etc/nginx/tls && systemctl reload nginx'
+    """
+    from certctl import inspection
+    from certctl.cli import render
+    from certctl.cli.app import build_context
+
+    mode = inspection.parse_mode(key_mode)
+    report = inspection.export(
+        build_context(ctx, json_output=json_output), name, directory, owner=owner, key_mode=mode
+    )
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.export_report(report)
+
+
+COMMANDS = [show_command, remove_command, export_command]

@@ -1,0 +1,99 @@
+"""Low-level file operations of the store: atomic writes, fsync, test fault points."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from certctl.errors import StoreError
+
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test-only crash hook: SIGKILL this process at a named write step.
+
+    CERTCTL_TEST_FAULT=<point> kills at the first time the point is reached,
+    <point>#<n> at the n-th. Used by the fault-injection suite (tests/test_crash_safety.py)
+    to prove crash safety; never set it in production.
+    """
+    wanted = os.environ.get("CERTCTL_TEST_FAULT")
+    if not wanted:
+        return
+    point, _, nth = wanted.partition("#")
+    if point != name:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if _fault_hits[name] == (int(nth) if nth.isdigit() else 1):
+        os.kill(os.getpid(), 9)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically with `mode` from the first byte on."""
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have narrowed or widened nothing; make sure
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_failed(what: str, exc: OSError) -> StoreError:
+    """Turn an OSError during a write into a one-line StoreError."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StoreError(f"{what}: disk full ({exc.strerror}); free space and retry")
+    return StoreError(f"{what}: {exc.strerror or exc}")
+
+
+def json_encode(value: object) -> object:
+    """Datetimes in the index cache keep their type through a tagged string."""
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, date):
+        return {"$d": value.isoformat()}
+    raise TypeError(f"cannot cache {type(value).__name__}")
+
+
+def json_decode(obj: dict[str, Any]) -> object:
+    if len(obj) == 1:
+        if "$dt" in obj:
+            return datetime.fromisoformat(obj["$dt"])
+        if "$d" in obj:
+            return date.fromisoformat(obj["$d"])
+    return obj
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Serialise metadata as TOML (tomli-w, imported when writing only)."""
+    import tomli_w
+
+    return tomli_w.dumps(data)

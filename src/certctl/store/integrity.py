@@ -1,0 +1,190 @@
+"""Store integrity check (`certctl doctor`): what a crash, a full disk or a hand edit left.
+
+Read-only. Each finding names the path and says what to do. Errors break a
+guarantee (live files that don't belong together, unreadable metadata, loose key
+permissions); warnings are harmless leftovers of an interrupted write.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from certctl.errors import CertctlError
+
+if TYPE_CHECKING:
+    from certctl.store import Store
+
+PEM_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in the store."""
+
+    severity: str  # "error" | "warning"
+    name: str  # certificate name, or "" for the store itself
+    path: str
+    problem: str
+
+    def to_json(self) -> dict[str, str]:
+        """The documented JSON shape of one `doctor --json` finding."""
+        return {
+            "severity": self.severity,
+            "name": self.name,
+            "path": self.path,
+            "problem": self.problem,
+        }
+
+
+def check_store(store: Store) -> list[Finding]:
+    """Every problem found in the store, errors first."""
+    findings: list[Finding] = []
+    root = store.root
+    if not root.exists():
+        return findings
+    for directory in (root, root / "certs", root / "accounts", root / "locks"):
+        _mode(findings, "", directory, 0o700, is_dir=True)
+    for account in sorted((root / "accounts").glob("*")):
+        _mode(findings, "", account / "account.key", 0o600)
+        _leftovers(findings, "", account)
+    _leftovers(findings, "", root / "certs")
+    for name in store.names():
+        _check_certificate(store, name, findings)
+    findings.sort(key=lambda f: (f.severity != "error", f.name, f.path))
+    return findings
+
+
+def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None:
+    directory = store.root / "certs" / name
+    _leftovers(findings, name, directory)
+    try:
+        record = store.read(name)
+    except CertctlError as e:
+        if (directory / "meta.toml").exists():
+            findings.append(Finding("error", name, str(directory / "meta.toml"), str(e)))
+        else:
+            findings.append(
+                Finding(
+                    "warning",
+                    name,
+                    str(directory),
+                    "no metadata: an interrupted first order or upload; run that command"
+                    " again, or remove the directory",
+                )
+            )
+        return
+    versions = store.versions(name)
+    versions_dir = directory / "versions"
+    for version in versions:
+        _check_version(findings, name, versions_dir / str(version))
+    _leftovers(findings, name, versions_dir)
+    live = store.live_version(name)
+    if record.current is not None and live is None:
+        findings.append(
+            Finding("error", name, str(directory / "live"), "no live version for a stored one")
+        )
+    if live is not None and live not in versions:
+        findings.append(
+            Finding("error", name, str(directory / "live"), f"live points at missing {live}")
+        )
+    pending = directory / "pending.key"
+    if pending.exists():
+        _mode(findings, name, pending, 0o600)
+        if record.order is None:
+            findings.append(
+                Finding(
+                    "warning",
+                    name,
+                    str(pending),
+                    "pending key without an order (an interrupted order): the next order"
+                    " replaces it",
+                )
+            )
+
+
+def _check_version(findings: list[Finding], name: str, directory: Path) -> None:
+    """A version must be complete and its key must match its certificate."""
+    missing = [f for f in PEM_FILES if not (directory / f).is_file()]
+    if missing:
+        findings.append(
+            Finding("error", name, str(directory), f"incomplete version: no {', '.join(missing)}")
+        )
+        return
+    empty = [f for f in ("cert.pem", "fullchain.pem", "privkey.pem") if _empty(directory / f)]
+    if empty:
+        findings.append(Finding("error", name, str(directory), f"empty: {', '.join(empty)}"))
+        return
+    _mode(findings, name, directory / "privkey.pem", 0o600)
+    if not _key_matches(directory):
+        findings.append(
+            Finding("error", name, str(directory), "privkey.pem does not match cert.pem")
+        )
+    cert = (directory / "cert.pem").read_bytes()
+    chain = (directory / "chain.pem").read_bytes()
+    if (directory / "fullchain.pem").read_bytes() != cert + chain:
+        findings.append(
+            Finding("error", name, str(directory), "fullchain.pem is not cert.pem + chain.pem")
+        )
+
+
+def _empty(path: Path) -> bool:
+    return path.stat().st_size == 0
+
+
+def _key_matches(directory: Path) -> bool:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from certctl.material import key_matches
+
+    try:
+        cert = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
+        key = serialization.load_pem_private_key((directory / "privkey.pem").read_bytes(), None)
+    except (ValueError, TypeError):
+        return False
+    return key_matches(cert, key)
+
+
+def _mode(
+    findings: list[Finding], name: str, path: Path, wanted: int, is_dir: bool = False
+) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        findings.append(Finding("error", name, str(path), "is a symlink: the store refuses them"))
+        return
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & ~wanted:
+        what = "directory" if is_dir else "private key"
+        findings.append(
+            Finding(
+                "error",
+                name,
+                str(path),
+                f"{what} has mode {mode:o}, expected {wanted:o}: chmod {wanted:o} {path}",
+            )
+        )
+
+
+def _leftovers(findings: list[Finding], name: str, directory: Path) -> None:
+    """Temp files and directories of interrupted atomic writes (safe to delete)."""
+    try:
+        entries = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if ".tmp-" in entry or entry.startswith(".removed-"):
+            findings.append(
+                Finding(
+                    "warning",
+                    name,
+                    str(directory / entry),
+                    "leftover of an interrupted write; safe to delete",
+                )
+            )

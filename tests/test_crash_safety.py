@@ -1,0 +1,286 @@
+"""Crash safety: SIGKILL at every write step of order, verify, issue and renew-due, and a
+full disk during each write. After every fault the store passes `certctl doctor`, the live
+files are one complete matching version, and a rerun finishes the work without a second
+order at the CA.
+
+The kill comes from certctl itself at a named step (CERTCTL_TEST_FAULT, a test-only hook in
+certctl.store.files.fault_point), so every step is hit exactly, not by timing luck.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certctl.store import Store
+
+from conftest import Certctl
+from pebble import PebbleServer
+
+pytestmark = [pytest.mark.faults, pytest.mark.pebble]
+
+# every write step of `issue`, in order (the n-th meta write of the run where needed)
+ISSUE_POINTS = [
+    "finalize-after",
+    "version-privkey.pem",
+    "version-cert.pem",
+    "version-fullchain.pem",
+    "version-after",
+    "live-before",
+    "live-after",
+    "meta-before",
+    "meta-after",
+]
+ORDER_POINTS = ["pending-key-after", "meta-before", "meta-after"]
+VERIFY_POINTS = ["meta-before", "meta-after"]
+
+
+def unique(label: str) -> str:
+    """A fresh domain."""
+    return f"{label}-{uuid.uuid4().hex[:8]}.example.com"
+
+
+def standalone(pebble: PebbleServer) -> list[str]:
+    """Options for HTTP-01 with certctl's own server on Pebble's validation port."""
+    return ["--standalone", "--http-port", str(pebble.http_port), "--agree-tos"]
+
+
+def killed(certctl: Certctl, point: str, *args: str) -> None:
+    """Run certctl with a fault point armed; it must die by SIGKILL exactly there."""
+    proc = certctl.run(*args, extra_env={"CERTCTL_TEST_FAULT": point})
+    assert proc.returncode == -9, (point, proc.returncode, proc.stderr)
+
+
+def doctor(certctl: Certctl) -> dict[str, Any]:
+    """`certctl doctor --json`; it must find no errors."""
+    proc = certctl.run("doctor", "--json")
+    report = json.loads(proc.stdout)
+    errors = [f for f in report["findings"] if f["severity"] == "error"]
+    assert (proc.returncode, errors) == (0, []), report
+    return report  # type: ignore[no-any-return]
+
+
+def assert_live_pair(store: Path, name: str) -> x509.Certificate | None:
+    """The live files, if any, are one complete version whose key matches its certificate."""
+    live = store / "certs" / name / "live"
+    if not os.path.lexists(live):
+        return None
+    cert_pem = (live / "cert.pem").read_bytes()
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key((live / "privkey.pem").read_bytes(), None)
+    der = serialization.Encoding.DER
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert key.public_key().public_bytes(der, spki) == cert.public_key().public_bytes(der, spki)
+    assert (live / "fullchain.pem").read_bytes() == cert_pem + (live / "chain.pem").read_bytes()
+    assert stat.S_IMODE((live / "privkey.pem").stat().st_mode) == 0o600
+    return cert
+
+
+def tree_hash(root: Path) -> str:
+    """Hash of every file's path, mode and content (and symlink targets) under `root`."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.name.endswith(".lock") or path.name == "index.json":
+            continue  # locks and the list cache are not certificate state
+        if path.is_dir() and not path.is_symlink():
+            continue  # (empty) directories are not certificate state
+        info = path.lstat()
+        digest.update(f"{path.relative_to(root)}|{info.st_mode:o}".encode())
+        if path.is_symlink():
+            digest.update(os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("point", ORDER_POINTS)
+def test_kill_during_order_then_rerun(certctl: Certctl, pebble: PebbleServer, point: str) -> None:
+    domain = unique("ko")
+    killed(certctl, point, "order", "-d", domain, *standalone(pebble))
+    doctor(certctl)
+    assert assert_live_pair(certctl.store, domain) is None
+    rerun = certctl.json("obtain", "-d", domain, *standalone(pebble))
+    assert rerun["version"] == 1
+    assert assert_live_pair(certctl.store, domain) is not None
+    doctor(certctl)
+
+
+@pytest.mark.parametrize("point", VERIFY_POINTS)
+def test_kill_during_verify_then_rerun(certctl: Certctl, pebble: PebbleServer, point: str) -> None:
+    domain = unique("kv")
+    certctl.json("order", "-d", domain, *standalone(pebble))
+    order_url = Store(certctl.store).read(domain).order.url  # type: ignore[union-attr]
+    killed(certctl, point, "verify", domain)
+    doctor(certctl)
+    certctl.json("verify", domain)  # the CA already validated: the rerun just confirms
+    issued = certctl.json("issue", domain)
+    assert issued["new_order"] is False  # the same order, resumed
+    assert Store(certctl.store).read(domain).order is None
+    del order_url
+    assert assert_live_pair(certctl.store, domain) is not None
+
+
+@pytest.mark.parametrize("point", ISSUE_POINTS)
+def test_kill_during_issue_then_rerun_resumes_the_order(
+    certctl: Certctl, pebble: PebbleServer, point: str
+) -> None:
+    domain = unique("ki")
+    certctl.json("order", "-d", domain, *standalone(pebble))
+    certctl.json("verify", domain)
+    killed(certctl, point, "issue", domain)
+    doctor(certctl)
+    assert_live_pair(certctl.store, domain)
+    store = Store(certctl.store)
+    record = store.read(domain)
+    if record.current is not None:
+        # the live switch happened: the certificate is complete even without its metadata
+        assert record.order is None
+        assert store.live_version(domain) == 1
+        return
+    issued = certctl.json("issue", domain)
+    assert issued["new_order"] is False  # resumed where the CA already has it
+    assert issued["version"] == 1  # a version stored before the crash is reused, not doubled
+    cert = assert_live_pair(certctl.store, domain)
+    assert cert is not None and format(cert.serial_number, "x") == issued["serial"]
+    assert not (certctl.store / "certs" / domain / "pending.key").exists()
+    doctor(certctl)
+
+
+@pytest.mark.parametrize(
+    "point",
+    # metadata writes of a renewal: #1 order placed, #2 validated, #3 certificate stored
+    ["finalize-after", "version-after", "live-before", "live-after", "meta-before#3"],
+)
+def test_kill_during_renewal_keeps_old_certificate_live(
+    certctl: Certctl, pebble: PebbleServer, point: str
+) -> None:
+    domain = unique("kr")
+    first = certctl.json("obtain", "-d", domain, *standalone(pebble))
+    assert certctl.run("renew-due").returncode == 0  # fetches and stores ARI: not due yet
+    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    killed(certctl, point, "renew-due")
+    doctor(certctl)
+    cert = assert_live_pair(certctl.store, domain)
+    assert cert is not None
+    switched = format(cert.serial_number, "x") != first["serial"]
+    assert switched == (point in ("live-after", "meta-before#3"))
+    record = Store(certctl.store).read(domain)
+    assert record.current is not None
+    assert record.current.serial == format(cert.serial_number, "x")  # metadata = live
+    if not switched:
+        # the rerun finishes the stored order instead of placing a second one
+        proc = certctl.run("renew-due", "--json")
+        assert proc.returncode == 0, proc.stderr
+        (entry,) = json.loads(proc.stdout)["certificates"]
+        assert entry["action"] == "renewed" and "resumed the stored order" in entry["detail"]
+        assert Store(certctl.store).versions(domain) == [1, 2]
+    doctor(certctl)
+
+
+def _limit_file_size(limit: int) -> Any:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("limit", [0, 200, 600, 1500])
+def test_disk_full_during_issue(certctl: Certctl, pebble: PebbleServer, limit: int) -> None:
+    """RLIMIT_FSIZE makes every write past `limit` bytes fail as on a full disk."""
+    domain = unique("df")
+    certctl.json("order", "-d", domain, *standalone(pebble))
+    certctl.json("verify", domain)
+    before = tree_hash(certctl.store)
+    proc = certctl.run("issue", domain, preexec_fn=_limit_file_size(limit))
+    assert proc.returncode == 1, proc.stderr
+    assert "disk full" in proc.stderr and proc.stderr.count("\n") == 1
+    assert tree_hash(certctl.store) == before  # every earlier file byte-identical
+    assert not [
+        p
+        for p in certctl.store.rglob("*")
+        if p.is_file() and p.stat().st_size == 0 and not p.name.endswith(".lock")
+    ]
+    issued = certctl.json("issue", domain)  # space again: the same order completes
+    assert issued["new_order"] is False and issued["version"] == 1
+    doctor(certctl)
+
+
+def test_disk_full_during_renewal_keeps_everything(certctl: Certctl, pebble: PebbleServer) -> None:
+    domain = unique("dr")
+    certctl.json("obtain", "-d", domain, *standalone(pebble))
+    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    live_before = (certctl.store / "certs" / domain / "live" / "fullchain.pem").read_bytes()
+    proc = certctl.run("renew-due", preexec_fn=_limit_file_size(400))
+    assert proc.returncode == 1
+    assert "disk full" in proc.stdout
+    assert (certctl.store / "certs" / domain / "live" / "fullchain.pem").read_bytes() == live_before
+    doctor(certctl)
+
+
+def test_damaged_metadata_is_reported_and_others_still_renew(
+    certctl: Certctl, pebble: PebbleServer
+) -> None:
+    good, bad, empty = unique("g"), unique("b"), unique("e")
+    for domain in (good, bad, empty):
+        certctl.json("obtain", "-d", domain, *standalone(pebble))
+        certctl.run("set", domain, "--renew-before", "1000", check=True)
+    meta = certctl.store / "certs" / bad / "meta.toml"
+    meta.write_bytes(meta.read_bytes()[:40])  # truncated
+    (certctl.store / "certs" / empty / "meta.toml").write_bytes(b"")
+    damaged_bytes = meta.read_bytes()
+    proc = certctl.run("renew-due", "--json")
+    assert proc.returncode == 1
+    outcomes = {e["name"]: e["action"] for e in json.loads(proc.stdout)["certificates"]}
+    assert outcomes == {good: "renewed", bad: "damaged", empty: "damaged"}
+    assert meta.read_bytes() == damaged_bytes  # left for the user
+    report = certctl.run("doctor", "--json")
+    assert report.returncode == 1
+    broken = {f["name"] for f in json.loads(report.stdout)["findings"] if f["severity"] == "error"}
+    assert broken == {bad, empty}
+    listed = {e["name"]: e["state"] for e in certctl.json("list")["certificates"]}
+    assert listed[bad] == listed[empty] == "damaged" and listed[good] == "due"
+
+
+def test_renew_due_killed_holding_a_lock_frees_it_at_once(
+    certctl: Certctl, pebble: PebbleServer
+) -> None:
+    domain = unique("kl")
+    certctl.json("obtain", "-d", domain, *standalone(pebble))
+    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    killed(certctl, "finalize-after", "renew-due")  # dies inside the certificate's lock
+    proc = certctl.run("renew-due", "--json")
+    assert proc.returncode == 0, proc.stderr  # not 3: a dead holder's flock is gone
+    assert json.loads(proc.stdout)["certificates"][0]["action"] == "renewed"
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+def test_modes_under_any_umask(certctl: Certctl, pebble: PebbleServer, umask: int) -> None:
+    def set_umask() -> None:
+        os.umask(umask)
+
+    domain = unique("um")
+    args = ("obtain", "-d", domain, *standalone(pebble), "--json")
+    proc = certctl.run(*args, preexec_fn=set_umask)
+    assert proc.returncode == 0, proc.stderr
+    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    assert certctl.run("renew-due", preexec_fn=set_umask).returncode == 0
+    for path in certctl.store.rglob("*"):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            assert mode == 0o700, path
+        elif path.name.endswith((".key", "privkey.pem")) or path.suffix in (".toml", ".json"):
+            assert mode == 0o600, path
+        else:
+            assert mode & 0o022 == 0, path  # certificates: never group/world-writable
