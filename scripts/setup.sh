@@ -22,6 +22,12 @@ fi
 
 $SUDO scripts/install-pebble.sh
 
+# BIND9 for the DNS-01 tests: named (bind9), nsupdate (bind9-dnsutils, used by the hook test).
+if { ! command -v named >/dev/null && [[ ! -x /usr/sbin/named ]]; } || ! command -v nsupdate >/dev/null; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y bind9 bind9-utils bind9-dnsutils
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi

@@ -202,6 +202,13 @@ def order(
     name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
     validation = _validation_for(request, domains)
     server = ctx.settings.server_url
+    if request.profile:  # refuse an unknown profile before anything is created
+        offered = ctx.acme(server).profiles()
+        if request.profile not in offered:
+            listed = ", ".join(sorted(offered)) or "none: it does not support profiles"
+            raise BadInput(
+                f"the CA does not offer profile {request.profile!r} (it offers: {listed})"
+            )
     ctx.store.ensure()
     with ctx.store.lock(name):
         existing = ctx.store.read(name) if ctx.store.has(name) else None
@@ -304,7 +311,9 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
         solver.present(todo)
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
-            findings += selfcheck.check_dns(todo, resolvers)
+            if record.validation.method not in ("rfc2136", "hook"):
+                # the providers already waited until every authoritative server had it
+                findings += selfcheck.check_dns(todo, resolvers)
         if findings:
             raise NotYet(
                 "not visible yet (the CA was not asked): "
@@ -327,6 +336,15 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
             f"the CA could not validate {order.error}; fix it and run 'certctl order' again"
         )
     return _mark_ready(ctx, record, report)
+
+
+def _check_solver(ctx: Context, record: CertRecord) -> None:
+    """Let the solver refuse early (unreadable secret, missing webroot) before an order."""
+    from certctl.solvers import make_solver
+
+    check = getattr(make_solver(record.validation, ctx.reporter, ctx.store), "check", None)
+    if check is not None:
+        check()
 
 
 def _mark_ready(ctx: Context, record: CertRecord, report: VerifyReport) -> VerifyReport:
@@ -398,6 +416,7 @@ def issue_locked(
         if not record.validation.automatic:
             _usable_order(ctx, record)  # raises the right message
             raise BadInput(f"{record.name!r} has no usable order: run 'certctl order' again")
+        _check_solver(ctx, record)  # e.g. a vanished TSIG secret: fail before ordering
         session = account_session(ctx, server)
         _place_order(ctx, session, record, replaces)
         reordered = True

@@ -220,6 +220,10 @@ class Rfc2136Solver(_Publisher):
         self.zone = self.settings.get("zone")
         self._zones: dict[dns.name.Name, list[Server]] = {}
 
+    def check(self) -> None:
+        """Before an order is placed: the secret must still be readable."""
+        self._key()
+
     def _key(self) -> TsigKey:
         secret = dnsupdate.read_secret(
             self.settings.get("tsig_secret_file"), self.settings.get("tsig_secret_env")
@@ -243,7 +247,11 @@ class Rfc2136Solver(_Publisher):
         for zone in dict.fromkeys(r.zone for r in records):
             assert zone is not None
             batch = [r for r in records if r.zone == zone]
-            dnsupdate.update_txt(self.server, zone, key, [(r.name, r.value) for r in batch])
+            try:
+                dnsupdate.update_txt(self.server, zone, key, [(r.name, r.value) for r in batch])
+            except dnsupdate.Unreachable:
+                self._added += batch  # no answer: it may have been applied; remove it too
+                raise
             self._added += batch
             names = ", ".join(sorted({show(r.name) for r in batch}))
             self.reporter.info(f"added TXT {names} in zone {show(zone)} at {self.server}")

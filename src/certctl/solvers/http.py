@@ -180,6 +180,11 @@ class WebrootSolver:
                 self._created_dirs.append(directory)
         return directory
 
+    def check(self) -> None:
+        """Before an order is placed: the webroot must exist."""
+        if not self.webroot.is_dir():
+            raise BadInput(f"webroot {self.webroot} is not a directory: check --webroot")
+
     def present(self, challenges: list[Challenge]) -> None:
         """Write the response files (world-readable: the web server must serve them)."""
         directory = self._challenge_dir()

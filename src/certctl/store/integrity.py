@@ -50,6 +50,18 @@ def check_store(store: Store) -> list[Finding]:
         _mode(findings, "", directory, 0o700, is_dir=True)
     for account in sorted((root / "accounts").glob("*")):
         _mode(findings, "", account / "account.key", 0o600)
+        old = account / "account.key.old"
+        if old.exists():
+            _mode(findings, "", old, 0o600)
+            findings.append(
+                Finding(
+                    "warning",
+                    "",
+                    str(old),
+                    "an account key rollover was interrupted: run 'certctl account show'"
+                    " to settle it",
+                )
+            )
         _leftovers(findings, "", account)
     _leftovers(findings, "", root / "certs")
     for name in store.names():
