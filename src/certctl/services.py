@@ -471,10 +471,10 @@ def _finalize_and_store(
     record.current = facts
     record.order = None
     record.revoked = False
-    for key in ("failures", "last_error", "last_attempt", "not_before_retry"):  # a clean slate
-        record.renewal.pop(key, None)
-    for key in ("ari_start", "ari_end", "ari_pick", "ari_next_check"):  # ARI was for the old one
-        record.renewal.pop(key, None)
+    stale = ("failures", "last_error", "last_attempt", "not_before_retry")  # a clean slate
+    stale += ("ari_start", "ari_end", "ari_pick", "ari_next_check")  # ARI was for the old one
+    for field_name in stale:
+        record.renewal.pop(field_name, None)
     ctx.store.write(record)
     ctx.store.drop_pending_key(record.name)
     return IssueReport(
@@ -498,6 +498,7 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
         **os.environ,
         "CERTCTL_NAME": record.name,
         "CERTCTL_DOMAINS": " ".join(record.domains),
+        "CERTCTL_STORE": str(ctx.store.root),  # so `certctl export` in the hook finds it
         "CERTCTL_LIVE_DIR": str(paths.directory),
         "CERTCTL_CERT_PATH": str(paths.cert),
         "CERTCTL_CHAIN_PATH": str(paths.chain),
