@@ -1,17 +1,17 @@
 """The only module that speaks ACME: wraps acme.ClientV2 and turns its errors into ours.
 
-Heavy imports (acme, josepy, requests) live here so that commands which never
-talk to a CA start fast.
+Heavy imports (acme, josepy, requests) live here and in acmenet, its network layer,
+so that commands which never talk to a CA start fast.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import josepy
@@ -20,181 +20,47 @@ from acme import challenges, client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from josepy import json_util, jwk
+from josepy import json_util
+from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from certctl import __version__
+from certctl.acmenet import (
+    BAD_NONCE_RETRIES,
+    MAX_RESPONSE_BYTES,
+    AcmeNetwork,
+    RateLimited,
+    describe,
+    problem_text,
+    retry_after,
+)
 from certctl.errors import AcmeError, BadInput, NotYet
 from certctl.models import Challenge, OrderState
 
+# Public names, with the acmenet ones that callers and tests import from here.
+__all__ = [
+    "BAD_NONCE_RETRIES",
+    "MAX_RESPONSE_BYTES",
+    "AcmeSession",
+    "Backoff",
+    "RateLimited",
+    "ari_cert_id",
+    "default_order_deadline",
+    "jwk_for",
+    "retry_after",
+]
+
 log = logging.getLogger(__name__)
 
-BAD_NONCE_RETRIES = 20  # at Pebble's 50% rejection a POST fails 1 time in a million
-MAX_RETRY_AFTER_WAIT = 20.0  # seconds we wait in-process for a 429/503 Retry-After
-RETRY_AFTER_ATTEMPTS = 3  # short waits per request before giving up ("not yet", exit 3)
-MAX_RESPONSE_BYTES = 1 << 20  # certificate chains, directories, orders: all far smaller
 
-
-def _problem_text(error: messages.Error) -> str:
-    """The CA's own words for a problem document, with subproblems."""
-    text = error.detail or error.description or error.typ or "unknown error"
-    if error.code:
-        text = f"{text} ({error.code})"
-    for sub in error.subproblems or ():
-        ident = sub.identifier.value if sub.identifier is not None else ""
-        text += f"; {ident}: {sub.detail or sub.code}"
-    return text
-
-
-class RateLimited(NotYet):
-    """The CA asked us to come back later (429/503 with Retry-After)."""
-
-    def __init__(self, message: str, retry_at: datetime) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
-
-
-class ResponseTooLarge(errors.Error):
-    """The CA sent more than MAX_RESPONSE_BYTES: refused unread (a broken or hostile CA)."""
-
-
-def _read_bounded(response: requests.Response) -> bytes:
-    """The body, refused once it exceeds MAX_RESPONSE_BYTES (as declared or as received)."""
-    limit = f"{MAX_RESPONSE_BYTES // (1 << 20)} MiB"
-    declared = response.headers.get("Content-Length", "").strip()
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise ResponseTooLarge(f"the response is too large ({declared} bytes, over {limit})")
-    chunks, size = [], 0
-    for chunk in response.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise ResponseTooLarge(f"the response is too large (over {limit})")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class _Network(client.ClientNetwork):  # type: ignore[misc]
-    """ClientNetwork with bounded bodies, bounded badNonce retries and Retry-After handling."""
-
-    last_response: requests.Response | None = None
-
-    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        """One request with the timeout, reading at most MAX_RESPONSE_BYTES of the body.
-
-        Replaces acme's own, which reads the whole body (for its debug log) before
-        anything can look at its size.
-        """
-        kwargs["verify"] = self.verify_ssl
-        kwargs.setdefault("headers", {})
-        kwargs["headers"].setdefault("User-Agent", self.user_agent)
-        kwargs.setdefault("timeout", self._default_timeout)
-        kwargs["stream"] = True
-        self.last_response = None
-        response: requests.Response = self.session.request(method, url, *args, **kwargs)
-        self.last_response = response
-        try:
-            response._content = _read_bounded(response)
-            response._content_consumed = True
-        finally:
-            response.close()  # back to the pool when read in full, else the connection is dropped
-        if "Accept" not in kwargs["headers"]:
-            response.encoding = "utf-8"
-        log.debug(
-            "%s %s: HTTP %d, %d bytes", method, url, response.status_code, len(response._content)
-        )
-        return response
-
-    def _keep_nonce(self) -> None:
-        """RFC 8555 §6.5: an error response carries a fresh nonce; use it for the retry."""
-        if self.last_response is not None:
-            with contextlib.suppress(errors.Error):  # none sent: the retry asks newNonce
-                self._add_nonce(self.last_response)
-
-    def _pause_before_retry(self, error: Exception, waits: int) -> bool:
-        """Sleep out a short Retry-After of a 429/503 and return True; False if not retryable.
-
-        RFC 8555 §6.6 and RFC 9110 §10.2.3: no request before the time the CA gave. A longer
-        wait (or a CA still refusing after RETRY_AFTER_ATTEMPTS waits) raises RateLimited so
-        that the run ends now and the caller can record when to come back.
-        """
-        response = self.last_response
-        if response is None or response.status_code not in (429, 503):
-            return False
-        retry_at = retry_after(response, 1)
-        wait = max(0.0, (retry_at - datetime.now(UTC)).total_seconds())
-        if wait > MAX_RETRY_AFTER_WAIT or waits >= RETRY_AFTER_ATTEMPTS:
-            raise RateLimited(
-                f"the CA is rate-limiting or unavailable ({_describe(error)});"
-                f" it asks to retry after {retry_at:%Y-%m-%d %H:%M:%S} UTC",
-                retry_at,
-            ) from error
-        log.info("HTTP %d: retrying in %.1f s as the CA asked", response.status_code, wait)
-        time.sleep(wait)
-        return True
-
-    def get(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """GET, waiting out a short Retry-After."""
-        waits = 0
-        while True:
-            try:
-                response: requests.Response = super().get(*args, **kwargs)
-                return response
-            except (messages.Error, errors.ClientError) as error:
-                if not self._pause_before_retry(error, waits):
-                    raise
-                waits += 1
-
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """POST with up to BAD_NONCE_RETRIES fresh nonces (acme retries only once)."""
-        bad_nonces = waits = 0
-        while True:
-            try:
-                response: requests.Response = self._post_once(*args, **kwargs)
-                return response
-            except messages.Error as error:
-                # RFC 8555 §6.5: on badNonce, retry with the fresh nonce from the error.
-                if error.code == "badNonce":
-                    bad_nonces += 1
-                    if bad_nonces >= BAD_NONCE_RETRIES:
-                        raise
-                elif not self._pause_before_retry(error, waits):
-                    raise
-                else:
-                    waits += 1
-            except errors.ClientError as error:
-                if not self._pause_before_retry(error, waits):
-                    raise
-                waits += 1
-            self._keep_nonce()
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, messages.Error):
-        return _problem_text(error)
-    if isinstance(error, errors.ClientError) and error.args:
-        arg = error.args[0]
-        if isinstance(arg, requests.Response):
-            return f"HTTP {arg.status_code} {arg.reason}"
-        if isinstance(arg, tuple) and arg and isinstance(arg[0], requests.Response):
-            return f"HTTP {arg[0].status_code} {arg[0].reason} with an unreadable body"
-    if isinstance(error, requests.exceptions.Timeout):
-        return "timed out"
-    if isinstance(error, josepy.errors.DeserializationError):
-        return f"the CA's answer is malformed ({str(error)[:200]})"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "TLS verification failed (use --ca-bundle for a private CA)"
-    if isinstance(error, requests.exceptions.ConnectionError):
-        return "connection failed"
-    return str(error) or type(error).__name__
-
-
-def jwk_for(key_pem: bytes) -> tuple[josepy.JWK, josepy.JWASignature]:
+def jwk_for(key_pem: bytes) -> tuple[JWK, JWASignature]:
     """The JWK and matching JWS algorithm for an account key."""
     key = serialization.load_pem_private_key(key_pem, password=None)
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        alg = {256: josepy.ES256, 384: josepy.ES384, 521: josepy.ES512}[key.curve.key_size]
-        return josepy.JWKEC(key=key), alg
+        alg = {256: ES256, 384: ES384, 521: ES512}[key.curve.key_size]
+        return JWKEC(key=key), alg
     if isinstance(key, rsa.RSAPrivateKey):
-        return josepy.JWKRSA(key=key), josepy.RS256
+        return JWKRSA(key=key), RS256
     raise BadInput("unsupported account key type: use ECDSA or RSA")
 
 
@@ -202,13 +68,13 @@ class _KeyChange(json_util.JSONObjectWithFields):
     """RFC 8555 §7.3.5 keyChange payload (signed by the new key)."""
 
     account: str = json_util.field("account")
-    old_key: jwk.JWK = json_util.field("oldKey", decoder=jwk.JWK.from_json)
+    old_key: JWK = json_util.field("oldKey", decoder=JWK.from_json)
 
 
-class _NewOrder(messages.NewOrder):  # type: ignore[misc]
+class _NewOrder(messages.NewOrder):
     """newOrder payload with ARI's `replaces` (RFC 9773 §5)."""
 
-    replaces: str | None = josepy.field("replaces", omitempty=True)
+    replaces: str | None = json_util.field("replaces", omitempty=True)
 
 
 @dataclass
@@ -237,23 +103,22 @@ class AcmeSession:
         self._directory: messages.Directory | None = None
         self._client: client.ClientV2 | None = None
         self.account_uri: str | None = None
-        self._jwk: josepy.JWK | None = None
+        self._jwk: JWK | None = None
         self.sleep: Callable[[float], None] = time.sleep
 
     # ---- plumbing ---------------------------------------------------------
 
-    def _network(self, key_pem: bytes | None, *, remember: bool = True) -> _Network:
-        jwk, alg = jwk_for(key_pem) if key_pem else (None, josepy.ES256)
+    def _network(self, key_pem: bytes | None, *, remember: bool = True) -> AcmeNetwork:
+        jwk, alg = jwk_for(key_pem) if key_pem else (None, ES256)
         if jwk is not None and remember:
             self._jwk = jwk
-        net = _Network(
+        return AcmeNetwork(
             key=jwk,
             alg=alg,
-            verify_ssl=self._verify,
+            verify=self._verify,
             user_agent=f"certctl/{__version__}",
-            timeout=self._timeout,  # type: ignore[arg-type]  # requests takes float seconds
+            timeout=self._timeout,
         )
-        return net
 
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run one protocol step, mapping every library/network error to AcmeError."""
@@ -262,7 +127,7 @@ class AcmeSession:
         except (RateLimited, AcmeError, NotYet):
             raise
         except messages.Error as e:
-            raise AcmeError(f"{what}: the CA said: {_problem_text(e)}") from e
+            raise AcmeError(f"{what}: the CA said: {problem_text(e)}") from e
         except errors.ValidationError as e:
             raise AcmeError(f"{what}: validation failed") from e
         except (
@@ -271,7 +136,7 @@ class AcmeSession:
             requests.exceptions.RequestException,
             ValueError,
         ) as e:
-            raise AcmeError(f"{what} at {self.server}: {_describe(e)}") from e
+            raise AcmeError(f"{what} at {self.server}: {describe(e)}") from e
 
     @property
     def directory(self) -> messages.Directory:
@@ -336,6 +201,8 @@ class AcmeSession:
         acme = client.ClientV2(self.directory, net)
         eab = None
         if eab_kid:
+            if eab_hmac_key is None:  # accounts.load_eab never lets this through
+                raise BadInput("--eab-kid needs the HMAC key: add --eab-hmac-key-env or -file")
             eab = messages.ExternalAccountBinding.from_data(
                 account_public_key=self._jwk.public_key() if self._jwk else None,
                 kid=eab_kid,
@@ -442,7 +309,7 @@ class AcmeSession:
         detail = None
         for challb in authz.challenges:
             if challb.uri == challenge.url and challb.error is not None:
-                detail = _problem_text(challb.error)
+                detail = problem_text(challb.error)
         return _status(authz.status), detail
 
     def answer(self, challenge: Challenge) -> None:
@@ -456,7 +323,7 @@ class AcmeSession:
                 response = challb.chall.response(self._jwk)
                 self.call(
                     f"answer the challenge for {challenge.domain}",
-                    lambda cb=challb, r=response: self.acme.answer_challenge(cb, r),
+                    functools.partial(self.acme.answer_challenge, challb, response),
                 )
                 return
         raise AcmeError(f"the challenge for {challenge.domain} vanished from its authorization")
@@ -529,7 +396,7 @@ class AcmeSession:
             order.certificate_url = body.certificate
             return self.download(body.certificate)
         if status == "invalid":
-            detail = _problem_text(body.error) if body.error else "no detail given"
+            detail = problem_text(body.error) if body.error else "no detail given"
             raise AcmeError(f"the CA refused to issue the certificate: {detail}")
         if status == "pending":
             raise NotYet("the order's authorizations are not valid yet: run 'certctl verify' first")
@@ -636,24 +503,6 @@ class AcmeSession:
             payload.json_dumps().encode(), key=new_jwk, alg=new_alg, nonce=None, url=url
         )
         self.call("roll over the account key", lambda: self.acme._post(url, inner))
-
-
-def retry_after(response: requests.Response, default: float) -> datetime:
-    """When the server allows the next request: Retry-After in seconds or as an HTTP date."""
-    from email.utils import parsedate_to_datetime
-
-    now = datetime.now(UTC)
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return now + timedelta(seconds=min(int(value), 366 * 86400))
-    if value:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            return when if when.tzinfo else when.replace(tzinfo=UTC)
-    return now + timedelta(seconds=default)
 
 
 def ari_cert_id(cert: x509.Certificate) -> str:

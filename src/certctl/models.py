@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 ChallengeType = Literal["http", "dns"]
 SOURCE_ACME = "acme"
@@ -13,8 +13,6 @@ SOURCE_UPLOAD = "upload"
 
 # How a challenge is published; "automatic" ones can run unattended (renew-due).
 AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "rfc2136", "hook"})
-
-T = TypeVar("T")
 
 
 def _drop_none(value: Any) -> Any:
@@ -31,7 +29,7 @@ def _field_names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls))
 
 
-def _known(cls: type[T], data: dict[str, Any]) -> dict[str, Any]:
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Keep only the keys `cls` declares, so newer metadata still loads."""
     if not isinstance(data, dict):
         raise TypeError(f"expected a table for {cls.__name__}")

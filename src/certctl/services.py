@@ -471,7 +471,8 @@ def _finalize_and_store(
     record.current = facts
     record.order = None
     record.revoked = False
-    stale = ("failures", "last_error", "last_attempt", "not_before_retry")  # a clean slate
+    # a clean slate
+    stale: tuple[str, ...] = ("failures", "last_error", "last_attempt", "not_before_retry")
     stale += ("ari_start", "ari_end", "ari_pick", "ari_next_check")  # ARI was for the old one
     for field_name in stale:
         record.renewal.pop(field_name, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +18,40 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class CertctlGroup(click.Group):
     """Maps certctl errors to one line on stderr and their exit code (at the edge, once)."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """Like click's, but usage errors are one `error:` line too (exit 2)."""
-        standalone = kwargs.pop("standalone_mode", True)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
             hint = ""
             if e.ctx is not None:
                 hint = f" (see '{e.ctx.command_path} --help')"
             click.echo(f"error: {e.format_message()}{hint}", err=True)
-            if not standalone:
+            if not standalone_mode:
                 raise
             sys.exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
-            if not standalone:
+            if not standalone_mode:
                 raise
             sys.exit(e.exit_code)
         except click.exceptions.Exit as e:
-            if not standalone:
+            if not standalone_mode:
                 raise
             sys.exit(e.exit_code)
         except click.Abort:
             click.echo("aborted", err=True)
-            if not standalone:
+            if not standalone_mode:
                 raise
             sys.exit(1)
-        if not standalone:
+        if not standalone_mode:
             return result
         # without standalone mode click returns ctx.exit()'s code instead of exiting
         sys.exit(result if isinstance(result, int) else 0)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from certctl.cli.options import confirm_tos_for, json_option, timeout_option
+
+if TYPE_CHECKING:
+    from certctl.services import OrderRequest
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
@@ -92,42 +98,69 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
     return fn
 
 
-def _request(**kw: object) -> object:
+@dataclass(frozen=True)
+class OrderOptions:
+    """The options order and obtain share, as click parses them (one field per option)."""
+
+    domains: tuple[str, ...]
+    name: str | None
+    challenge: str
+    webroot: str | None
+    standalone: bool
+    http_port: int | None
+    key_type: str
+    profile: str | None
+    email: str | None
+    agree_tos: bool
+    deploy_hook: str | None
+    dns_provider: str | None
+    dns_server: str | None
+    tsig_key: str | None
+    tsig_algorithm: str | None
+    tsig_secret_file: str | None
+    tsig_secret_env: str | None
+    dns_zone: str | None
+    dns_hook: str | None
+    dns_nameservers: tuple[str, ...]
+    propagation_timeout: float | None
+
+
+def _request(options: OrderOptions) -> OrderRequest:
     from certctl.errors import BadInput
     from certctl.services import OrderRequest
 
-    if kw["webroot"] and kw["standalone"]:
+    if options.webroot and options.standalone:
         raise BadInput("--webroot and --standalone exclude each other: choose one")
-    if kw["http_port"] and not kw["standalone"]:
+    if options.http_port and not options.standalone:
         raise BadInput("--http-port is for --standalone")
-    method = "webroot" if kw["webroot"] else "standalone" if kw["standalone"] else "manual"
-    if kw["dns_provider"]:
-        if kw["challenge"] != "dns":
+    method = "webroot" if options.webroot else "standalone" if options.standalone else "manual"
+    if options.dns_provider:
+        if options.challenge != "dns":
             raise BadInput("--dns-provider needs --challenge dns")
-        method = str(kw["dns_provider"])
-    dns_settings = {
-        "server": kw["dns_server"],
-        "tsig_key": kw["tsig_key"],
-        "tsig_algorithm": kw["tsig_algorithm"],
-        "tsig_secret_file": kw["tsig_secret_file"],
-        "tsig_secret_env": kw["tsig_secret_env"],
-        "zone": kw["dns_zone"],
-        "hook": kw["dns_hook"],
-        "nameservers": list(kw["dns_nameservers"]),  # type: ignore[call-overload]
-        "propagation_timeout": kw["propagation_timeout"],
+        method = options.dns_provider
+    dns_settings: dict[str, object] = {
+        "server": options.dns_server,
+        "tsig_key": options.tsig_key,
+        "tsig_algorithm": options.tsig_algorithm,
+        "tsig_secret_file": options.tsig_secret_file,
+        "tsig_secret_env": options.tsig_secret_env,
+        "zone": options.dns_zone,
+        "hook": options.dns_hook,
+        "nameservers": list(options.dns_nameservers),
+        "propagation_timeout": options.propagation_timeout,
     }
     return OrderRequest(
-        domains=list(kw["domains"]),  # type: ignore[call-overload]
-        name=kw["name"],  # type: ignore[arg-type]
-        challenge=kw["challenge"],  # type: ignore[arg-type]
+        domains=list(options.domains),
+        name=options.name,
+        challenge=options.challenge,
         method=method,
-        webroot=kw["webroot"],  # type: ignore[arg-type]
-        http_port=kw["http_port"],  # type: ignore[arg-type]
-        key_type=kw["key_type"],  # type: ignore[arg-type]
-        profile=kw["profile"],  # type: ignore[arg-type]
-        email=kw["email"],  # type: ignore[arg-type]
-        agree_tos=bool(kw["agree_tos"]),
-        deploy_hook=kw["deploy_hook"],  # type: ignore[arg-type]
+        webroot=options.webroot,
+        http_port=options.http_port,
+        key_type=options.key_type,
+        profile=options.profile,
+        email=options.email,
+        agree_tos=options.agree_tos,
+        deploy_hook=options.deploy_hook,
         dns_settings={k: v for k, v in dns_settings.items() if v not in (None, [])},
     )
 
@@ -136,7 +169,7 @@ def _request(**kw: object) -> object:
 @_order_options
 @json_option
 @click.pass_context
-def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
+def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> None:
     """Place an order and print what must be published to prove control.
 
     \b
@@ -153,9 +186,7 @@ def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
 
     context = build_context(ctx, json_output=json_output)
     report = services.order(
-        context,
-        _request(**kw),
-        confirm_tos_for(context.interactive),  # type: ignore[arg-type]
+        context, _request(OrderOptions(**options)), confirm_tos_for(context.interactive)
     )
     if json_output:
         render.print_json(report.to_json())
@@ -168,7 +199,9 @@ def order_command(ctx: click.Context, json_output: bool, **kw: object) -> None:
 @timeout_option(120)
 @json_option
 @click.pass_context
-def obtain_command(ctx: click.Context, json_output: bool, timeout: float, **kw: object) -> None:
+def obtain_command(
+    ctx: click.Context, /, json_output: bool, timeout: float, **options: Any
+) -> None:
     """Order, verify and issue in one go (automatic validation only).
 
     Automatic: --standalone, --webroot, or --challenge dns with --dns-provider rfc2136 or hook.
@@ -184,18 +217,14 @@ def obtain_command(ctx: click.Context, json_output: bool, timeout: float, **kw: 
     from certctl.cli.app import build_context
     from certctl.errors import BadInput
 
-    request = _request(**kw)
-    if request.method == "manual":  # type: ignore[attr-defined]
+    request = _request(OrderOptions(**options))
+    if request.method == "manual":
         raise BadInput(
             "obtain needs automatic validation: add --standalone, --webroot DIR or"
             " --challenge dns --dns-provider rfc2136|hook"
         )
     context = build_context(ctx, json_output=json_output)
-    ordered = services.order(
-        context,
-        request,
-        confirm_tos_for(context.interactive),  # type: ignore[arg-type]
-    )
+    ordered = services.order(context, request, confirm_tos_for(context.interactive))
     services.verify(context, ordered.name, timeout)
     report = services.issue(context, ordered.name, timeout)
     if json_output:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import secrets
@@ -32,7 +31,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from certctl.errors import BadInput, CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import AccountRecord, CertRecord, Current
@@ -41,8 +39,6 @@ from certctl.store.files import (
     atomic_write,
     fault_point,
     fsync_dir,
-    json_decode,
-    json_encode,
     to_toml,
     write_failed,
 )
@@ -50,7 +46,6 @@ from certctl.store.files import (
 __all__ = ["LivePaths", "Store", "atomic_write", "fault_point"]
 
 FORMAT = 1
-INDEX = "index.json"
 DIR_MODE = 0o700
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -238,70 +233,11 @@ class Store:
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), fast for large stores.
 
-        meta.toml stays the source of truth; index.json is a cache of parsed records
-        keyed by each meta.toml's (inode, size, mtime), so an unchanged store is read
-        without parsing TOML. Stale or missing entries are re-parsed and the cache is
-        refreshed when nobody else is refreshing it.
+        Unchanged records come from the index.json cache (store/index.py).
         """
-        certs = os.path.join(self.root, "certs")
-        index = self._read_index()
-        fresh: dict[str, Any] = {}
-        result: list[tuple[str, CertRecord | CertctlError]] = []
-        dirty = False
-        for name in self.names():
-            meta = os.path.join(certs, name, "meta.toml")
-            try:
-                st = os.stat(meta, follow_symlinks=False)
-            except FileNotFoundError:
-                result.append((name, NotFound(f"no certificate named {name!r}")))
-                continue
-            try:  # the live switch commits a version: part of the cache key too
-                live = os.readlink(os.path.join(certs, name, "live"))
-            except OSError:
-                live = ""
-            stamp = [st.st_ino, st.st_size, st.st_mtime_ns, live]
-            entry = index.get(name)
-            if entry is not None and entry.get("stamp") == stamp:
-                try:
-                    result.append((name, CertRecord.from_dict(entry["record"])))
-                    fresh[name] = entry
-                    continue
-                except (TypeError, ValueError, KeyError, AttributeError):
-                    pass
-            dirty = True
-            try:
-                record = self.read(name)
-            except CertctlError as e:
-                result.append((name, e))
-                continue
-            result.append((name, record))
-            fresh[name] = {"stamp": stamp, "record": record.to_dict()}
-        if dirty or len(fresh) != len(index):
-            self._write_index(fresh)
-        return result
+        from certctl.store.index import cached_records  # here: index imports this package
 
-    def _read_index(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.root / INDEX).read_bytes(), object_hook=json_decode)
-        except (FileNotFoundError, ValueError, UnicodeDecodeError):
-            return {}
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            return {}
-        entries = data.get("certificates")
-        return entries if isinstance(entries, dict) else {}
-
-    def _write_index(self, entries: dict[str, Any]) -> None:
-        """Refresh the cache; skipped when another run is refreshing it or on any error."""
-        if not (self.root / "locks").is_dir():
-            return
-        try:
-            with self.lock("index", what="store"):
-                data = json.dumps(
-                    {"format": FORMAT, "certificates": entries}, default=json_encode
-                ).encode()
-                atomic_write(self.root / INDEX, data, META_MODE)
-        except (LockHeld, OSError):
-            pass  # a cache: the next reader refreshes it
+        return cached_records(self)
 
     def write(self, record: CertRecord) -> None:
         """Write a certificate's record atomically (creating its directory)."""
