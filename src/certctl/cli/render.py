@@ -62,7 +62,9 @@ class _Out:
 
 def print_json(document: Any) -> None:
     """The one JSON document on stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    # indented for a person at a terminal; compact (and C-accelerated) for pipes
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(document, indent=indent, default=str) + "\n")
     sys.stdout.flush()
 
 

@@ -23,8 +23,6 @@ import contextlib
 import fcntl
 import os
 import re
-import secrets
-import shutil
 import stat
 import sys
 import time
@@ -301,7 +299,7 @@ class Store:
         self._mkdir(self._cert_dir(name))
         self._mkdir(versions_dir)
         number = max(self.versions(name), default=0) + 1
-        tmp = versions_dir / f".tmp-{number}-{secrets.token_hex(4)}"
+        tmp = versions_dir / f".tmp-{number}-{os.urandom(4).hex()}"
         try:
             self._mkdir(tmp)
             files = {
@@ -319,6 +317,8 @@ class Store:
             os.rename(tmp, versions_dir / str(number))
             fsync_dir(versions_dir)
         except OSError as e:
+            import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
             raise write_failed(f"store the new certificate of {name!r}", e) from e
         fault_point("version-after")
@@ -359,7 +359,7 @@ class Store:
         directory = self._cert_dir(name)
         if not (directory / "versions" / str(version) / "privkey.pem").is_file():
             raise StoreError(f"version {version} of {name!r} is missing; not switching live")
-        tmp = directory / f".live.tmp-{secrets.token_hex(4)}"
+        tmp = directory / f".live.tmp-{os.urandom(4).hex()}"
         fault_point("live-before")
         try:
             os.symlink(f"versions/{version}", tmp)
@@ -392,9 +392,11 @@ class Store:
         directory = self._cert_dir(name)
         if not directory.exists():
             raise NotFound(f"no certificate named {name!r} in {self.root}: see 'certctl list'")
-        trash = directory.with_name(f".removed-{name}-{secrets.token_hex(4)}")
+        trash = directory.with_name(f".removed-{name}-{os.urandom(4).hex()}")
         os.rename(directory, trash)
         fsync_dir(directory.parent)
+        import shutil
+
         shutil.rmtree(trash, ignore_errors=True)
 
     # ---- accounts ---------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes, mode: int) -> None:
     """Write `data` to `path` atomically with `mode` from the first byte on."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)  # the umask may have narrowed or widened nothing; make sure
