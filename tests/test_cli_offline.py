@@ -458,3 +458,26 @@ def test_consecutive_in_process_runs_both_print(offline: Certctl) -> None:
     second = offline.invoke("list")
     assert "No certificates" in first.stdout
     assert "No certificates" in second.stdout
+
+
+def test_set_json_changes_renewal_point_and_hook(offline: Certctl, tmp_path: Path) -> None:
+    import certfactory
+
+    bundle = tmp_path / "b.pem"
+    bundle.write_bytes(certfactory.make_leaf("set.example.net").bundle_pem())
+    assert offline.run("upload", "site", "--bundle", str(bundle)).returncode == 0
+    proc = offline.run("set", "site", "--renew-before", "20", "--deploy-hook", "true", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "name": "site",
+        "renew_before_days": 20.0,
+        "deploy_hook": "true",
+    }
+    reset = offline.run("set", "site", "--renew-before", "default", "--deploy-hook", "", "--json")
+    assert json.loads(reset.stdout) == {
+        "name": "site",
+        "renew_before_days": None,
+        "deploy_hook": None,
+    }
+    bad = offline.run("set", "site", "--renew-before", "soon")
+    assert bad.returncode == 2 and "--renew-before" in bad.stderr
