@@ -213,6 +213,7 @@ def _renew(
     """Order → verify → issue unattended; the old certificate stays live until then."""
     from certctl import services
     from certctl.acmeclient import RateLimited
+    from certctl.hooks import run_deploy_hook
 
     now = ctx.now()
     replaces = _replaces(ctx, record)
@@ -259,7 +260,7 @@ def _renew(
         serial=report.current.serial,
         not_after=report.current.not_after,
     )
-    hook_error = services.run_deploy_hook(ctx, record)
+    hook_error = run_deploy_hook(ctx, record)
     if hook_error:
         outcome.errors.append(hook_error)
     return outcome

@@ -5,7 +5,6 @@ Services print nothing; they return plain report objects that the CLI renders.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from certctl.models import (
     Validation,
 )
 from certctl.names import check_cert_name, default_cert_name, normalize_domains
-from certctl.renewal import status_of
 from certctl.store import fault_point
 
 if TYPE_CHECKING:
@@ -35,7 +33,6 @@ if TYPE_CHECKING:
 ConfirmTos = Callable[[str], bool]
 VERIFY_TIMEOUT = 120.0
 ISSUE_TIMEOUT = 120.0
-HOOK_TIMEOUT = 300.0
 
 
 # ---- accounts ---------------------------------------------------------------
@@ -395,6 +392,8 @@ def issue(ctx: Context, name: str, timeout: float = ISSUE_TIMEOUT) -> IssueRepor
     with ctx.store.lock(name):
         record = ctx.store.read(name)
         report = issue_locked(ctx, record, timeout)
+        from certctl.hooks import run_deploy_hook
+
         report.hook_error = run_deploy_hook(ctx, record)
         return report
 
@@ -488,43 +487,6 @@ def _finalize_and_store(
     )
 
 
-def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
-    """Run the certificate's deploy hook after it changed; the error text, or None."""
-    if not record.deploy_hook:
-        return None
-    import subprocess
-
-    paths = ctx.store.live_paths(record.name)
-    env = {
-        **os.environ,
-        "CERTCTL_NAME": record.name,
-        "CERTCTL_DOMAINS": " ".join(record.domains),
-        "CERTCTL_STORE": str(ctx.store.root),  # so `certctl export` in the hook finds it
-        "CERTCTL_LIVE_DIR": str(paths.directory),
-        "CERTCTL_CERT_PATH": str(paths.cert),
-        "CERTCTL_CHAIN_PATH": str(paths.chain),
-        "CERTCTL_FULLCHAIN_PATH": str(paths.fullchain),
-        "CERTCTL_KEY_PATH": str(paths.privkey),
-    }
-    try:
-        proc = subprocess.run(
-            ["/bin/sh", "-c", record.deploy_hook],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=HOOK_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return f"deploy hook of {record.name!r} timed out after {HOOK_TIMEOUT:g}s"
-    except OSError as e:
-        return f"deploy hook of {record.name!r} could not run: {e.strerror}"
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return f"deploy hook of {record.name!r} exited {proc.returncode}: {tail}"
-    return None
-
-
 def facts_of(info: CertInfo) -> Current:
     """What the store keeps about a certificate (version filled in when stored)."""
     return Current(
@@ -548,72 +510,6 @@ def split_chain(fullchain: str) -> tuple[bytes, bytes]:
     leaf = fullchain[:end].strip() + "\n"
     rest = fullchain[end:].strip()
     return leaf.encode(), (rest + "\n").encode() if rest else b""
-
-
-# ---- list -------------------------------------------------------------------
-
-
-@dataclass
-class ListEntry:
-    """One row of `certctl list`."""
-
-    name: str
-    domains: list[str]
-    issuer: str | None
-    not_after: datetime | None
-    days_left: float | None
-    method: str
-    source: str
-    state: str
-    reason: str
-    profile: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON shape of one `list --json` entry."""
-        return {
-            "name": self.name,
-            "domains": self.domains,
-            "issuer": self.issuer,
-            "not_after": _iso(self.not_after),
-            "days_left": None if self.days_left is None else round(self.days_left, 2),
-            "renewal": self.method,
-            "source": self.source,
-            "profile": self.profile,
-            "state": self.state,
-            "reason": self.reason,
-        }
-
-
-def list_certificates(ctx: Context) -> list[ListEntry]:
-    """Every certificate in the store with its state; damaged entries are listed, not fatal."""
-    from certctl.errors import NotFound
-
-    now = ctx.now()
-    entries = []
-    for name, record in ctx.store.records():
-        if isinstance(record, NotFound):
-            continue  # a first order interrupted before its metadata was written
-        if not isinstance(record, CertRecord):
-            entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(record)))
-            continue
-        status = status_of(record, now, ctx.settings.notice_days)
-        current = record.current
-        method = "manual (upload)" if record.source == SOURCE_UPLOAD else record.validation.label
-        entries.append(
-            ListEntry(
-                name=name,
-                domains=record.domains,
-                issuer=current.issuer if current else None,
-                not_after=current.not_after if current else None,
-                days_left=status.days_left,
-                method=method,
-                source=record.source,
-                state=status.state,
-                reason=status.reason,
-                profile=record.profile,
-            )
-        )
-    return entries
 
 
 # ---- settings ---------------------------------------------------------------

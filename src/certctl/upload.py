@@ -75,8 +75,9 @@ class UploadReport:
 
 def upload(ctx: Context, request: UploadRequest) -> UploadReport:
     """Check, then store as a new version and switch live; nothing stored when refused."""
+    from certctl.hooks import run_deploy_hook
     from certctl.material import load_upload
-    from certctl.services import facts_of, run_deploy_hook
+    from certctl.services import facts_of
 
     name = check_cert_name(request.name)
     if all(

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from certctl.inspection import ExportReport, RemoveReport, ShowReport
+    from certctl.inventory import ListEntry
     from certctl.renew import RenewReport
-    from certctl.services import IssueReport, ListEntry, OrderReport, VerifyReport
+    from certctl.services import IssueReport, OrderReport, VerifyReport
     from certctl.upload import UploadReport
 
 _consoles: dict[tuple[bool, int], Console] = {}
