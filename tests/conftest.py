@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,53 @@ from certctl.cli import cli
 from pebble import PebbleServer, require_pebble
 
 CERTCTL = [sys.executable, "-m", "certctl"]
+
+
+def unique(label: str = "t") -> str:
+    """A domain no other test uses (Pebble keeps authorizations per account)."""
+    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
+
+
+def standalone(pebble: PebbleServer) -> list[str]:
+    """Options for HTTP-01 with certctl's own server on Pebble's validation port."""
+    return ["--standalone", "--http-port", str(pebble.http_port), "--agree-tos"]
+
+
+@contextmanager
+def _serving(port: int, handler: Any) -> Iterator[None]:
+    http.server.ThreadingHTTPServer.allow_reuse_address = True
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def serve_directory(directory: Path, port: int) -> Any:
+    """A plain web server for `directory` on 127.0.0.1:port, like nginx on a webroot."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    return _serving(port, handler)
+
+
+def serve_text(port: int, body: bytes) -> Any:
+    """A web server answering every GET with `body` (a misconfigured or decoy server)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return _serving(port, Handler)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import stat
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from certctl.acmeclient import AcmeSession
 from certctl.errors import AcmeError
 from certctl.store import Store
 
-from conftest import Certctl
+from conftest import Certctl, unique
 from pebble import PebbleServer, require_pebble
 
 pytestmark = pytest.mark.pebble
@@ -27,11 +26,6 @@ pytestmark = pytest.mark.pebble
 HMAC_KEY = base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
 WRONG_HMAC_KEY = base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
 SECRETS = (HMAC_KEY, WRONG_HMAC_KEY)
-
-
-def unique(label: str = "a") -> str:
-    """A fresh domain."""
-    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ RSS is measured with wait4().
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -23,7 +21,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +37,7 @@ from certctl.renewal import decide
 from certctl.store import Store
 from faultproxy import Entry, FaultProxy, stuck_processing, with_token
 
-from conftest import CERTCTL, Certctl
+from conftest import CERTCTL, Certctl, serve_directory, standalone, unique
 from pebble import PebbleServer, require_pebble
 
 pytestmark = pytest.mark.faults
@@ -49,11 +46,6 @@ pebble_test = pytest.mark.pebble
 MB = 1 << 20
 RSS_LIMIT_MB = 150
 STARTUP = 8.0  # generous allowance for interpreter start-up on a loaded CI machine
-
-
-def unique(label: str = "f") -> str:
-    """A domain no other test uses."""
-    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
 
 
 class Proxied(Certctl):
@@ -137,23 +129,6 @@ def tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-@contextmanager
-def serve_directory(directory: Path, port: int) -> Iterator[None]:
-    """A plain web server for a webroot, like nginx."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def edit_record(store_dir: Path, name: str, change: Any) -> CertRecord:
     """Change a stored record through the Store API, under its lock."""
     store = Store(store_dir)
@@ -167,10 +142,6 @@ def edit_record(store_dir: Path, name: str, change: Any) -> CertRecord:
 def placed(proxy: FaultProxy) -> list[Entry]:
     """newOrder requests the CA accepted (201), not counting those refused for a bad nonce."""
     return [e for e in proxy.requests("newOrder") if e.status == 201]
-
-
-def standalone(pebble: PebbleServer) -> tuple[str, ...]:
-    return ("--standalone", "--http-port", str(pebble.http_port), "--agree-tos")
 
 
 # ---- fixtures ---------------------------------------------------------------

@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import stat
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl.store import Store
 
-from conftest import Certctl
+from conftest import Certctl, standalone, unique
 from pebble import PebbleServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.pebble]
@@ -43,16 +42,6 @@ ISSUE_POINTS = [
 ]
 ORDER_POINTS = ["pending-key-after", "meta-before", "meta-after"]
 VERIFY_POINTS = ["meta-before", "meta-after"]
-
-
-def unique(label: str) -> str:
-    """A fresh domain."""
-    return f"{label}-{uuid.uuid4().hex[:8]}.example.com"
-
-
-def standalone(pebble: PebbleServer) -> list[str]:
-    """Options for HTTP-01 with certctl's own server on Pebble's validation port."""
-    return ["--standalone", "--http-port", str(pebble.http_port), "--agree-tos"]
 
 
 def killed(certctl: Certctl, point: str, *args: str) -> None:

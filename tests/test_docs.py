@@ -7,7 +7,6 @@ as `account` with subcommands) is checked without touching this file.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,7 +154,6 @@ def test_completion_never_fails(tmp_path: Path) -> None:
     assert complete("certctl show ", 2, tmp_path / "afile") == []
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_script_completes_through_a_real_bash(stored_names: Path, tmp_path: Path) -> None:
     """Source completions/certctl.bash in bash and run its completion function."""
     import sys

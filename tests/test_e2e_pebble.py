@@ -2,74 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import itertools
 import json
 import os
 import stat
-import threading
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from conftest import Certctl
+from conftest import Certctl, serve_directory, serve_text, unique
 from pebble import PebbleServer
 
 pytestmark = pytest.mark.pebble
-
-
-def unique(label: str = "h") -> str:
-    """A domain no other test uses (Pebble keeps authorizations per account)."""
-    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
-
-
-@contextmanager
-def serve_directory(directory: Path, port: int) -> Iterator[None]:
-    """A plain web server for `directory` on 127.0.0.1:port, like nginx on a webroot."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.allow_reuse_address = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-@contextmanager
-def serve_text(port: int, body: bytes) -> Iterator[None]:
-    """A web server answering every GET with `body` (a misconfigured or decoy server)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def assert_issued(certctl: Certctl, pebble: PebbleServer, name: str, domains: list[str]) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,15 +17,10 @@ from aiosmtpd.controller import Controller
 
 from certctl.store import Store
 
-from conftest import CERTCTL, Certctl
+from conftest import CERTCTL, Certctl, unique
 from pebble import PebbleServer, free_port
 
 pytestmark = pytest.mark.pebble
-
-
-def unique(label: str = "r") -> str:
-    """A fresh domain."""
-    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
 
 
 def obtain(certctl: Certctl, pebble: PebbleServer, domain: str, *extra: str) -> dict[str, Any]:

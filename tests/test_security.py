@@ -17,15 +17,10 @@ from certctl.models import Challenge
 from certctl.solvers.http import StandaloneSolver
 from certctl.store import Store
 
-from conftest import Certctl
+from conftest import Certctl, unique
 from pebble import PebbleServer, free_port
 
 pytestmark = pytest.mark.faults
-
-
-def unique(label: str) -> str:
-    """A fresh domain."""
-    return f"{label}-{uuid.uuid4().hex[:8]}.example.com"
 
 
 def challenge(token: str, validation: str) -> Challenge:

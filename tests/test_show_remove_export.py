@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from certctl.models import CertRecord, Challenge, OrderState, Validation
 from certctl.store import Store
 
 from certfactory import Issued, make_leaf
-from conftest import CERTCTL, Certctl
+from conftest import CERTCTL, Certctl, unique
 from pebble import PebbleServer
 
 LIVE_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
@@ -67,11 +66,6 @@ def _fresh_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
     from certctl.cli import render
 
     monkeypatch.setattr(render, "_consoles", {}, raising=False)
-
-
-def unique(label: str = "s") -> str:
-    """A domain no other test uses (Pebble keeps authorizations per account)."""
-    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
 
 
 def live_dir(certctl: Certctl, name: str) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from certctl.context import Context
 from certctl.errors import BadInput, CertctlError, NotFound, OperationFailed, StoreError
 from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
 from certctl.names import check_cert_name
+from certctl.store.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
     from certctl.material import CertInfo
@@ -503,12 +503,12 @@ def export(
     temps: dict[str, Path] = {}
     try:
         for filename in EXPORT_FILES:  # all written first, then renamed in a quick row
-            temps[filename] = _write_temp(
-                target, filename, live[filename], modes[filename], uid, gid
+            temps[filename] = write_temp(
+                target, filename, live[filename], modes[filename], (uid, gid)
             )
         for filename, tmp in temps.items():
             os.replace(tmp, target / filename)  # replaces a symlink there; never follows it
-        _fsync_dir(target)
+        fsync_dir(target)
     except OSError as e:
         for tmp in temps.values():
             with contextlib.suppress(OSError):
@@ -525,32 +525,3 @@ def export(
         key_mode=key_mode,
         owner=owner,
     )
-
-
-def _write_temp(directory: Path, filename: str, data: bytes, mode: int, uid: int, gid: int) -> Path:
-    """A new file next to `filename`, 0600 from the first byte, then owner and mode set."""
-    tmp = directory / f".{filename}.certctl-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)  # whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    return tmp
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

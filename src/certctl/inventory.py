@@ -11,10 +11,6 @@ from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.renewal import status_of
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 @dataclass
 class ListEntry:
     """One row of `certctl list`."""
@@ -36,7 +32,7 @@ class ListEntry:
             "name": self.name,
             "domains": self.domains,
             "issuer": self.issuer,
-            "not_after": _iso(self.not_after),
+            "not_after": self.not_after.isoformat() if self.not_after else None,
             "days_left": None if self.days_left is None else round(self.days_left, 2),
             "renewal": self.method,
             "source": self.source,

@@ -148,6 +148,7 @@ def _challenge_json(challenge: Challenge) -> dict[str, Any]:
 
 
 def _iso(value: datetime | None) -> str | None:
+    """ISO 8601, or None."""
     return value.isoformat() if value else None
 
 
@@ -308,8 +309,7 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
         solver.present(todo)
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
-            if record.validation.method not in ("rfc2136", "hook"):
-                # the providers already waited until every authoritative server had it
+            if not getattr(solver, "waits_for_propagation", False):
                 findings += selfcheck.check_dns(todo, resolvers)
         if findings:
             raise NotYet(

@@ -13,7 +13,12 @@ from certctl.store import Store
 
 
 class Solver(Protocol):
-    """Publishes challenge responses and removes them afterwards."""
+    """Publishes challenge responses and removes them afterwards.
+
+    A solver may also have `check()` (refuse before an order is placed) and
+    `waits_for_propagation = True` (present() returns only once every authoritative
+    server serves the records, so verify's own DNS self-check is skipped).
+    """
 
     def present(self, challenges: list[Challenge]) -> None:
         """Make the responses visible to the CA."""

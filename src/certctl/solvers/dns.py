@@ -142,6 +142,8 @@ def _dns_challenges(challenges: list[Challenge]) -> list[Challenge]:
 class _Publisher:
     """Shared flow: publish, wait for every authoritative server, remove exactly what was added."""
 
+    waits_for_propagation = True  # present() polls every authoritative server
+
     def __init__(self, settings: Mapping[str, Any], method: str, reporter: Reporter) -> None:
         self.settings = settings_for(method, settings)
         self.reporter = reporter

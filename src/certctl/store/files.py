@@ -40,16 +40,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` atomically with `mode` from the first byte on."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+def write_temp(
+    directory: Path, name: str, data: bytes, mode: int, owner: tuple[int, int] = (-1, -1)
+) -> Path:
+    """A new fsynced file next to `name` in `directory`, with `mode` (and owner) from the start.
+
+    Never follows a symlink; the caller renames it into place (or unlinks it).
+    """
+    tmp = directory / f".{name}.tmp-{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
     try:
-        os.fchmod(fd, mode)  # the umask may have narrowed or widened nothing; make sure
+        if owner != (-1, -1):
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)  # whatever the umask
         view = memoryview(data)
         while view:
-            written = os.write(fd, view)
-            view = view[written:]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -57,6 +63,12 @@ def atomic_write(path: Path, data: bytes, mode: int) -> None:
             os.unlink(tmp)
         raise
     os.close(fd)
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically with `mode` from the first byte on."""
+    tmp = write_temp(path.parent, path.name, data, mode)
     try:
         os.replace(tmp, path)
     except BaseException:
