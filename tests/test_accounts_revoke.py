@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from certctl.acmeclient import AcmeSession
+from certctl.acme.session import AcmeSession
 from certctl.errors import AcmeError
 from certctl.store import Store
 

@@ -31,9 +31,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from certctl.acmeclient import BAD_NONCE_RETRIES, MAX_RESPONSE_BYTES
+from certctl.acme.session import BAD_NONCE_RETRIES, MAX_RESPONSE_BYTES
 from certctl.models import CertRecord, Current, Validation
-from certctl.renewal import decide
+from certctl.policy.timing import decide
 from certctl.store import Store
 from faultproxy import Entry, FaultProxy, stuck_processing, with_token
 

@@ -180,7 +180,7 @@ def test_waits_for_a_secondary_fed_by_zone_transfer(
 def test_stale_secondary_fails_after_the_timeout_without_asking_the_ca(
     certctl: Certctl, lab: DnsLab
 ) -> None:
-    from certctl.acmeclient import AcmeSession
+    from certctl.acme.session import AcmeSession
     from certctl.store import Store
 
     domain = f"{label('s')}.dns1.test"
@@ -333,7 +333,7 @@ def test_clock_skew_is_reported_as_badtime(lab: DnsLab, monkeypatch: pytest.Monk
     import dns.message
     import dns.name
 
-    from certctl.dnsupdate import Server, TsigKey, update_txt
+    from certctl.challenges.dns.protocol import Server, TsigKey, update_txt
     from certctl.errors import OperationFailed
 
     skewed = types.SimpleNamespace(time=lambda: time.time() - 3600)

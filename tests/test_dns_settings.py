@@ -8,10 +8,10 @@ from pathlib import Path
 import dns.name
 import pytest
 
-from certctl import dnsupdate
-from certctl.dnsupdate import Expectation, Server
+from certctl.challenges.dns import protocol
+from certctl.challenges.dns.protocol import Expectation, Server
+from certctl.challenges.dns.solvers import settings_for
 from certctl.errors import OperationFailed
-from certctl.solvers.dns import settings_for
 
 from conftest import Certctl
 
@@ -140,7 +140,7 @@ def test_settings_reference_the_secret_and_are_idempotent(
 def test_bind_key_clause_is_accepted_as_a_secret_file(tmp_path: Path) -> None:
     path = tmp_path / "k.conf"
     path.write_text(f'key "certctl" {{\n\talgorithm hmac-sha256;\n\tsecret "{SECRET}";\n}};\n')
-    assert dnsupdate.read_secret(str(path), None) == b"s" * 32
+    assert protocol.read_secret(str(path), None) == b"s" * 32
 
 
 class FakeExpectation(Expectation):
@@ -159,7 +159,7 @@ class FakeExpectation(Expectation):
 def test_propagation_polls_with_backoff_until_served() -> None:
     now = [0.0]
     slow, fast = FakeExpectation(5, now), FakeExpectation(1, now)
-    dnsupdate.wait_until_served(
+    protocol.wait_until_served(
         [slow, fast], 60, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
     )
     assert len(fast.asked_at) == 1  # a server that serves it is not asked again
@@ -171,7 +171,7 @@ def test_propagation_deadline_names_the_lagging_server() -> None:
     now = [0.0]
     never = FakeExpectation(10**9, now)
     with pytest.raises(OperationFailed) as caught:
-        dnsupdate.wait_until_served(
+        protocol.wait_until_served(
             [never], 7, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
         )
     assert now[0] == pytest.approx(7)  # stops at the deadline, not after another sleep

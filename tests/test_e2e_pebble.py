@@ -130,7 +130,7 @@ def test_verify_before_publishing_leaves_authorization_pending(
     record = Store(certctl.store).read(domain)
     assert record.order is not None
     # ask the CA (POST-as-GET needs the account) through certctl's own session
-    from certctl.acmeclient import AcmeSession
+    from certctl.acme.session import AcmeSession
 
     session = AcmeSession(pebble.directory_url, ca_bundle=str(pebble.ca_bundle), timeout=10)
     account = Store(certctl.store).read_account(pebble.directory_url)

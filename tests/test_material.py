@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certctl.errors import BadInput
-from certctl.material import (
+from certctl.pki.material import (
     UploadMaterial,
     cert_info,
     cert_info_pem,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from certctl.errors import BadInput, ExitCode
-from certctl.names import (
+from certctl.policy.names import (
     check_cert_name,
     default_cert_name,
     normalize_domain,

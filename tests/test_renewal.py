@@ -1,4 +1,4 @@
-"""The renewal and notice policy (certctl.renewal), table-driven at fixed instants.
+"""The renewal and notice policy (certctl.policy.timing), table-driven at fixed instants.
 
 Everything here is pure: records are built directly and `now` is always a fixed
 instant, never the real clock. The end-to-end behaviour (Pebble, real channels)
@@ -23,7 +23,7 @@ from certctl.models import (
     OrderState,
     Validation,
 )
-from certctl.renewal import (
+from certctl.policy.timing import (
     AriWindow,
     ari_of,
     ari_pick,

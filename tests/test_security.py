@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from certctl.challenges.http import StandaloneSolver
 from certctl.models import Challenge
-from certctl.solvers.http import StandaloneSolver
 from certctl.store import Store
 
 from conftest import Certctl, unique

@@ -26,8 +26,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from certctl.inspection import REDACTED
 from certctl.models import CertRecord, Challenge, OrderState, Validation
+from certctl.ops.inspect import REDACTED
 from certctl.store import Store
 
 from certfactory import Issued, make_leaf

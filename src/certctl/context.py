@@ -13,7 +13,7 @@ from certctl.config import Settings
 from certctl.store import Store
 
 if TYPE_CHECKING:
-    from certctl.acmeclient import AcmeSession
+    from certctl.acme.session import AcmeSession
 
 
 class Reporter(Protocol):
@@ -72,7 +72,7 @@ class Context:
 
     def acme(self, server: str | None = None) -> AcmeSession:
         """An ACME session for `server` (default: the configured CA), created lazily."""
-        from certctl.acmeclient import AcmeSession
+        from certctl.acme.session import AcmeSession
 
         url = server or self.settings.server_url
         sessions: dict[str, AcmeSession] = self._local.__dict__.setdefault("sessions", {})

@@ -73,9 +73,9 @@ def register_command(
       certctl account register --email ops@example.com --agree-tos
       certctl account register --agree-tos --eab-kid kid-1 --eab-hmac-key-file /etc/certctl/eab
     """
-    from certctl import accounts
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import accounts
 
     eab = accounts.load_eab(eab_kid, eab_hmac_key_env, eab_hmac_key_file)
     context = build_context(ctx, json_output=json_output)
@@ -99,9 +99,9 @@ def show_command(ctx: click.Context, offline: bool, json_output: bool) -> None:
       certctl account show
       certctl --server letsencrypt-staging account show --json
     """
-    from certctl import accounts
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import accounts
 
     report = accounts.show(build_context(ctx, json_output=json_output), offline=offline)
     if json_output:
@@ -126,10 +126,10 @@ def deactivate_command(ctx: click.Context, yes: bool, json_output: bool) -> None
     Example:
       certctl account deactivate --yes
     """
-    from certctl import accounts
     from certctl.cli import render
     from certctl.cli.app import build_context
     from certctl.errors import BadInput
+    from certctl.ops import accounts
 
     context = build_context(ctx, json_output=json_output)
     if not yes:
@@ -167,9 +167,9 @@ def rollover_command(ctx: click.Context, key_type: str | None, json_output: bool
       certctl account rollover
       certctl account rollover --key-type ec384 --json
     """
-    from certctl import accounts
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import accounts
 
     report = accounts.rollover(build_context(ctx, json_output=json_output), key_type)
     if json_output:
@@ -201,9 +201,9 @@ def revoke_command(ctx: click.Context, name: str, reason: str, json_output: bool
       certctl revoke example.com --reason superseded
       certctl revoke example.com --reason keyCompromise --json
     """
-    from certctl import accounts
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import accounts
 
     report = accounts.revoke(build_context(ctx, json_output=json_output), name, reason)
     if json_output:

@@ -22,11 +22,11 @@ def issue_command(ctx: click.Context, name: str, timeout: float, json_output: bo
     Example:
       certctl issue example.com
     """
-    from certctl import services
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import obtain
 
-    report = services.issue(build_context(ctx, json_output=json_output), name, timeout)
+    report = obtain.issue(build_context(ctx, json_output=json_output), name, timeout)
     if json_output:
         render.print_json(report.to_json())
     else:

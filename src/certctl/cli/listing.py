@@ -18,11 +18,11 @@ def list_command(ctx: click.Context, json_output: bool) -> None:
       certctl list
       certctl list --json | jq '.certificates[] | select(.state != "valid")'
     """
-    from certctl import inventory
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import listing
 
-    entries = inventory.list_certificates(build_context(ctx, json_output=json_output))
+    entries = listing.list_certificates(build_context(ctx, json_output=json_output))
     if json_output:
         render.print_json({"certificates": [e.to_json() for e in entries]})
     else:

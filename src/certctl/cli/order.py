@@ -10,7 +10,7 @@ import click
 from certctl.cli.options import confirm_tos_for, json_option, timeout_option
 
 if TYPE_CHECKING:
-    from certctl.services import OrderRequest
+    from certctl.ops.obtain import OrderRequest
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
@@ -127,7 +127,7 @@ class OrderOptions:
 
 def _request(options: OrderOptions) -> OrderRequest:
     from certctl.errors import BadInput
-    from certctl.services import OrderRequest
+    from certctl.ops.obtain import OrderRequest
 
     if options.webroot and options.standalone:
         raise BadInput("--webroot and --standalone exclude each other: choose one")
@@ -180,12 +180,12 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
         --dns-provider rfc2136 --dns-server 192.0.2.53 --tsig-key certctl \\
         --tsig-secret-file /etc/certctl/tsig.key
     """
-    from certctl import services
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import obtain
 
     context = build_context(ctx, json_output=json_output)
-    report = services.order(
+    report = obtain.order(
         context, _request(OrderOptions(**options)), confirm_tos_for(context.interactive)
     )
     if json_output:
@@ -212,10 +212,10 @@ def obtain_command(
       certctl obtain -d '*.example.com' --challenge dns --dns-provider hook \\
         --dns-hook /usr/local/bin/dns-hook --agree-tos
     """
-    from certctl import services
     from certctl.cli import render
     from certctl.cli.app import build_context
     from certctl.errors import BadInput
+    from certctl.ops import obtain
 
     request = _request(OrderOptions(**options))
     if request.method == "manual":
@@ -224,9 +224,9 @@ def obtain_command(
             " --challenge dns --dns-provider rfc2136|hook"
         )
     context = build_context(ctx, json_output=json_output)
-    ordered = services.order(context, request, confirm_tos_for(context.interactive))
-    services.verify(context, ordered.name, timeout)
-    report = services.issue(context, ordered.name, timeout)
+    ordered = obtain.order(context, request, confirm_tos_for(context.interactive))
+    obtain.verify(context, ordered.name, timeout)
+    report = obtain.issue(context, ordered.name, timeout)
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from certctl.inspection import ExportReport, RemoveReport, ShowReport
-    from certctl.inventory import ListEntry
-    from certctl.renew import RenewReport
-    from certctl.services import IssueReport, OrderReport, VerifyReport
-    from certctl.upload import UploadReport
+    from certctl.ops.inspect import ExportReport, RemoveReport, ShowReport
+    from certctl.ops.listing import ListEntry
+    from certctl.ops.obtain import IssueReport, OrderReport, VerifyReport
+    from certctl.ops.renew import RenewReport
+    from certctl.ops.upload import UploadReport
 
 _consoles: dict[tuple[bool, int], Console] = {}
 
@@ -358,7 +358,7 @@ def export_report(report: ExportReport) -> None:
 # ---- accounts and revocation --------------------------------------------------
 
 if TYPE_CHECKING:
-    from certctl.accounts import AccountReport, RevokeReport, RolloverReport
+    from certctl.ops.accounts import AccountReport, RevokeReport, RolloverReport
 
 
 def account_report(report: AccountReport, command: str) -> None:

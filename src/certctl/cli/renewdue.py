@@ -64,9 +64,9 @@ def renew_due_command(
     """
     from certctl.cli import render
     from certctl.cli.app import build_context
-    from certctl.names import check_cert_name
-    from certctl.renew import RenewOptions, renew_due
-    from certctl.renew import random_delay as sleep_random
+    from certctl.ops.renew import RenewOptions, renew_due
+    from certctl.ops.renew import random_delay as sleep_random
+    from certctl.policy.names import check_cert_name
 
     for name in force:
         check_cert_name(name)
@@ -113,11 +113,11 @@ def set_command(
       certctl set example.com --deploy-hook 'systemctl reload nginx'
       certctl set example.com --renew-before 20
     """
-    from certctl import services
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import obtain
 
-    record = services.update_settings(
+    record = obtain.update_settings(
         build_context(ctx, json_output=json_output),
         name,
         renew_before=renew_before,

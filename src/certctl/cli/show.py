@@ -25,18 +25,18 @@ def show_command(ctx: click.Context, name: str, pem: bool, json_output: bool) ->
       certctl show example.com --json | jq .renewal.due_at
       certctl show example.com --pem | openssl x509 -noout -text
     """
-    from certctl import inspection
     from certctl.cli import render
     from certctl.cli.app import build_context
     from certctl.errors import BadInput
+    from certctl.ops import inspect
 
     if pem and json_output:
         raise BadInput("--pem and --json exclude each other: choose one")
     context = build_context(ctx, json_output=json_output)
     if pem:
-        render.write_pem(inspection.live_fullchain(context, name))
+        render.write_pem(inspect.live_fullchain(context, name))
         return
-    report = inspection.show(context, name)
+    report = inspect.show(context, name)
     if json_output:
         render.print_json(report.to_json())
     else:
@@ -61,10 +61,10 @@ def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) 
       certctl remove old.example.com
       certctl remove old.example.com --yes     # from a script
     """
-    from certctl import inspection
     from certctl.cli import render
     from certctl.cli.app import build_context
     from certctl.errors import BadInput
+    from certctl.ops import inspect
 
     context = build_context(ctx, json_output=json_output)
 
@@ -76,7 +76,7 @@ def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) 
             )
         return click.confirm(question, err=True)
 
-    report = inspection.remove(context, name, None if yes else confirm)
+    report = inspect.remove(context, name, None if yes else confirm)
     if json_output:
         render.print_json(report.to_json())
     else:
@@ -124,12 +124,12 @@ def export_command(
       certctl set example.com \\
         --deploy-hook 'certctl export $CERTCTL_NAME --dir /etc/nginx/tls && systemctl reload nginx'
     """
-    from certctl import inspection
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import inspect
 
-    mode = inspection.parse_mode(key_mode)
-    report = inspection.export(
+    mode = inspect.parse_mode(key_mode)
+    report = inspect.export(
         build_context(ctx, json_output=json_output), name, directory, owner=owner, key_mode=mode
     )
     if json_output:

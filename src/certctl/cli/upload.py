@@ -103,8 +103,8 @@ def upload_command(
     """
     from certctl.cli import render
     from certctl.cli.app import build_context
-    from certctl.names import check_cert_name
-    from certctl.upload import UploadRequest, upload
+    from certctl.ops.upload import UploadRequest, upload
+    from certctl.policy.names import check_cert_name
 
     check_cert_name(name)
     stdin_used: list[str] = []

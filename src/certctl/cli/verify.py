@@ -21,11 +21,11 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
     Example:
       certctl verify example.com
     """
-    from certctl import services
     from certctl.cli import render
     from certctl.cli.app import build_context
+    from certctl.ops import obtain
 
-    report = services.verify(build_context(ctx, json_output=json_output), name, timeout)
+    report = obtain.verify(build_context(ctx, json_output=json_output), name, timeout)
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from certctl.errors import BadInput, CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import AccountRecord, CertRecord, Current
-from certctl.names import check_cert_name
+from certctl.policy.names import check_cert_name
 from certctl.store.files import (
     atomic_write,
     fault_point,

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from certctl.context import Context
 from certctl.errors import AcmeError, BadInput, CertctlError, NotYet, OperationFailed
-from certctl.keys import KEY_TYPES, generate_key, load_key
 from certctl.models import SOURCE_UPLOAD, AccountRecord, CertRecord
+from certctl.pki.keys import KEY_TYPES, generate_key, load_key
 
 if TYPE_CHECKING:
-    from certctl.acmeclient import AcmeSession
+    from certctl.acme.session import AcmeSession
 
 ConfirmTos = Callable[[str], bool]
 Stored = tuple[AccountRecord, bytes]
@@ -207,7 +207,7 @@ def key_type_of(key_pem: bytes) -> str:
 
 def thumbprint_of(key_pem: bytes) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url): names a key without revealing it."""
-    from certctl.acmeclient import jwk_for
+    from certctl.acme.session import jwk_for
 
     digest = jwk_for(key_pem)[0].thumbprint()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
@@ -475,7 +475,7 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
     the certificate's own key. An uploaded certificate has no certctl account
     behind it: it can only be revoked for keyCompromise, at the configured CA.
     """
-    from certctl.names import check_cert_name
+    from certctl.policy.names import check_cert_name
 
     if reason not in REVOCATION_REASONS:
         raise BadInput(

@@ -14,15 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from certctl import renewal
 from certctl.context import Context
 from certctl.errors import BadInput, CertctlError, NotFound, OperationFailed, StoreError
 from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
-from certctl.names import check_cert_name
+from certctl.policy import timing
+from certctl.policy.names import check_cert_name
 from certctl.store.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
-    from certctl.material import CertInfo
+    from certctl.pki.material import CertInfo
 
 REDACTED = "<redacted>"
 # A setting whose key names one of these holds a secret, unless it only points at one.
@@ -91,7 +91,7 @@ class Policy:
     due_at: datetime | None
     notice_from: datetime | None
     renew_before_days: float | None
-    ari: renewal.AriWindow | None
+    ari: timing.AriWindow | None
     ari_next_check: datetime | None
     failures: int
     last_attempt: datetime | None
@@ -124,7 +124,7 @@ class ShowReport:
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of `show --json`."""
-        from certctl.services import _challenge_json
+        from certctl.ops.obtain import _challenge_json
 
         record, cert, policy = self.record, self.certificate, self.policy
         return {
@@ -220,11 +220,11 @@ def _order_json(order: OrderState, challenge_json: Callable[[Any], Any]) -> dict
 
 def show(ctx: Context, name: str) -> ShowReport:
     """Gather everything about one certificate (read only; no lock, no network)."""
-    from certctl.material import cert_info_pem
+    from certctl.pki.material import cert_info_pem
 
     record = ctx.store.read(name)
     now = ctx.now()
-    status = renewal.status_of(record, now, ctx.settings.notice_days)
+    status = timing.status_of(record, now, ctx.settings.notice_days)
     live_version = ctx.store.live_version(name)
     live = ctx.store.read_live(name)
     certificate = cert_info_pem(live["cert.pem"]) if live is not None else None
@@ -269,7 +269,7 @@ def _chain_of(chain_pem: bytes) -> list[ChainEntry]:
         return []
     from cryptography import x509
 
-    from certctl.material import cert_info
+    from certctl.pki.material import cert_info
 
     try:
         certs = x509.load_pem_x509_certificates(chain_pem)
@@ -290,7 +290,7 @@ def _chain_of(chain_pem: bytes) -> list[ChainEntry]:
 
 
 def _policy(record: CertRecord, notice_days: float) -> Policy:
-    """The renewal rule and dates, from the pure policy in renewal.py."""
+    """The renewal rule and dates, from the pure policy in timing.py."""
     current = record.current
     automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
     due: datetime | None = None
@@ -298,20 +298,20 @@ def _policy(record: CertRecord, notice_days: float) -> Policy:
     if current is None:
         rule = "no certificate yet"
     elif automatic:
-        due, rule = renewal.due_at(record, renewal.ari_of(record))
+        due, rule = timing.due_at(record, timing.ari_of(record))
     elif record.source == SOURCE_UPLOAD:
         rule = "uploaded: not renewed by certctl; upload its successor with --replace"
     else:
         rule = f"{record.validation.label}: not renewed automatically; a human must re-issue it"
     if current is not None:
-        window = renewal.notice_window(current.not_before, current.not_after, notice_days)
+        window = timing.notice_window(current.not_before, current.not_after, notice_days)
         notice_from = current.not_after - window
     data = record.renewal
     failures = int(data.get("failures", 0) or 0)
     last_attempt = data.get("last_attempt")
     next_attempt = None
     if failures and isinstance(last_attempt, datetime):
-        next_attempt = last_attempt + renewal.backoff_delay(failures)
+        next_attempt = last_attempt + timing.backoff_delay(failures)
     next_check = data.get("ari_next_check")
     last_renewed = data.get("last_renewed")
     return Policy(
@@ -320,7 +320,7 @@ def _policy(record: CertRecord, notice_days: float) -> Policy:
         due_at=due,
         notice_from=notice_from,
         renew_before_days=record.renew_before_days,
-        ari=renewal.ari_of(record),
+        ari=timing.ari_of(record),
         ari_next_check=next_check if isinstance(next_check, datetime) else None,
         failures=failures,
         last_attempt=last_attempt if isinstance(last_attempt, datetime) else None,

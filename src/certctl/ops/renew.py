@@ -3,7 +3,7 @@
 Built for cron: every certificate is handled under its own lock in a bounded
 worker pool, so one slow CA or failing domain holds up nothing else, and two
 runs never renew the same certificate. Decisions come from the pure policy in
-renewal.py; this module fetches inputs and acts.
+timing.py; this module fetches inputs and acts.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from certctl import renewal
 from certctl.context import Context
 from certctl.errors import CertctlError, ExitCode, LockHeld, NotFound
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.notify import Channel, Notice, channels_from_config
+from certctl.policy import timing
 
 ARI_RECHECK_ON_ERROR = timedelta(hours=1)
 ARI_RECHECK_WITHOUT_ARI = timedelta(days=1)
@@ -124,8 +124,8 @@ def _needs_attention(record: CertRecord, now: datetime, notice_days: float) -> b
         return False
     if _ari_check_due(record, now):
         return True
-    decision = renewal.decide(record, now, notice_days)
-    return decision.renew or (decision.notify and renewal.notice_due(record, now.date()))
+    decision = timing.decide(record, now, notice_days)
+    return decision.renew or (decision.notify and timing.notice_due(record, now.date()))
 
 
 def _ari_check_due(record: CertRecord, now: datetime) -> bool:
@@ -157,11 +157,11 @@ def _handle(
             now = ctx.now()
             if _ari_check_due(record, now) and not options.dry_run:
                 _refresh_ari(ctx, record, now)
-            decision = renewal.decide(record, now, notice_days, force=name in options.force)
+            decision = timing.decide(record, now, notice_days, force=name in options.force)
             if options.dry_run:
                 if decision.renew:
                     return Outcome(name, "would-renew", decision.reason)
-                if decision.notify and renewal.notice_due(record, now.date()):
+                if decision.notify and timing.notice_due(record, now.date()):
                     return Outcome(name, "would-notify", decision.reason)
                 return Outcome(name, "nothing")
             if decision.renew:
@@ -194,10 +194,10 @@ def _refresh_ari(ctx: Context, record: CertRecord, now: datetime) -> None:
         record.renewal["ari_next_check"] = now + ARI_RECHECK_WITHOUT_ARI
     else:
         start, end, retry_at = info
-        old = renewal.ari_of(record)
+        old = timing.ari_of(record)
         if old is None or (old.start, old.end) != (start, end):
             # RFC 9773 §4.2: pick a uniformly random moment in the (new) window.
-            pick = renewal.ari_pick(start, end, random.random())
+            pick = timing.ari_pick(start, end, random.random())
             record.renewal.update(ari_start=start, ari_end=end, ari_pick=pick)
         record.renewal["ari_next_check"] = max(retry_at, now + timedelta(minutes=1))
     ctx.store.write(record)
@@ -211,16 +211,16 @@ def _renew(
     channels: list[Channel],
 ) -> Outcome:
     """Order → verify → issue unattended; the old certificate stays live until then."""
-    from certctl import services
-    from certctl.acmeclient import RateLimited
-    from certctl.hooks import run_deploy_hook
+    from certctl.acme.session import RateLimited
+    from certctl.ops import obtain
+    from certctl.ops.hooks import run_deploy_hook
 
     now = ctx.now()
     replaces = _replaces(ctx, record)
     try:
-        report = services.issue_locked(ctx, record, options.timeout, replaces=replaces)
+        report = obtain.issue_locked(ctx, record, options.timeout, replaces=replaces)
     except RateLimited as e:
-        # RFC 8555 §6.6: the CA said when to come back. Record it (renewal.decide and the ARI
+        # RFC 8555 §6.6: the CA said when to come back. Record it (timing.decide and the ARI
         # check honour it) and end this certificate's turn now rather than sleep until then.
         record = ctx.store.read(record.name)
         record.renewal.update(
@@ -268,14 +268,14 @@ def _renew(
 
 def _replaces(ctx: Context, record: CertRecord) -> str | None:
     """RFC 9773 §5: the ARI identifier of the certificate this order replaces."""
-    if renewal.ari_of(record) is None:
+    if timing.ari_of(record) is None:
         return None
     live = ctx.store.read_live(record.name)
     if live is None:
         return None
     from cryptography import x509
 
-    from certctl.acmeclient import ari_cert_id
+    from certctl.acme.session import ari_cert_id
 
     try:
         return ari_cert_id(x509.load_pem_x509_certificate(live["cert.pem"]))
@@ -292,9 +292,9 @@ def _notify(
     reason: str,
 ) -> Outcome:
     """Send one notice through every channel, at most once a day per certificate."""
-    if not renewal.notice_due(record, now.date()):
+    if not timing.notice_due(record, now.date()):
         return Outcome(record.name, "nothing")
-    status = renewal.status_of(record, now, notice_days)
+    status = timing.status_of(record, now, notice_days)
     current = record.current
     notice = Notice(
         name=record.name,

@@ -8,7 +8,7 @@ from typing import Any
 
 from certctl.context import Context
 from certctl.models import SOURCE_UPLOAD, CertRecord
-from certctl.renewal import status_of
+from certctl.policy.timing import status_of
 
 
 @dataclass

@@ -25,7 +25,7 @@ from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from certctl import __version__
-from certctl.acmenet import (
+from certctl.acme.network import (
     BAD_NONCE_RETRIES,
     MAX_RESPONSE_BYTES,
     AcmeNetwork,

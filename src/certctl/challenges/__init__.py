@@ -31,12 +31,12 @@ def make_solver(validation: Validation, reporter: Reporter, store: Store | None 
     """The solver for a certificate's validation settings."""
 
     def http() -> ModuleType:
-        from certctl.solvers import http
+        from certctl.challenges import http
 
         return http
 
     def dns() -> ModuleType:  # imported only when used: it loads the DNS update stack
-        from certctl.solvers import dns
+        from certctl.challenges.dns import solvers as dns
 
         return dns
 

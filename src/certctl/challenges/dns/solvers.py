@@ -18,9 +18,9 @@ from typing import Any
 
 import dns.name
 
-from certctl import dnsupdate
+from certctl.challenges.dns import protocol
+from certctl.challenges.dns.protocol import Expectation, Server, TsigKey, show
 from certctl.context import Reporter
-from certctl.dnsupdate import Expectation, Server, TsigKey, show
 from certctl.errors import BadInput, CertctlError, OperationFailed
 from certctl.models import Challenge
 
@@ -61,7 +61,7 @@ def settings_for(method: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         raise BadInput(f"{OPTIONS[wrong[0]]} does not apply to --dns-provider {method}")
     settings: dict[str, Any] = {}
     if "nameservers" in given:
-        servers = [dnsupdate.parse_server(str(s), "--dns-nameserver") for s in given["nameservers"]]
+        servers = [protocol.parse_server(str(s), "--dns-nameserver") for s in given["nameservers"]]
         settings["nameservers"] = [str(s) for s in servers]
     timeout = float(given.get("propagation_timeout", DEFAULT_PROPAGATION_TIMEOUT))
     if not 0 < timeout <= 3600:
@@ -93,13 +93,13 @@ def _check_rfc2136(given: Mapping[str, Any]) -> dict[str, Any]:
     for required in ("server", "tsig_key"):
         if required not in given:
             raise BadInput(f"--dns-provider rfc2136 needs {OPTIONS[required]}")
-    algorithm = str(given.get("tsig_algorithm", dnsupdate.DEFAULT_ALGORITHM)).lower()
-    if algorithm not in dnsupdate.ALGORITHMS:
+    algorithm = str(given.get("tsig_algorithm", protocol.DEFAULT_ALGORITHM)).lower()
+    if algorithm not in protocol.ALGORITHMS:
         raise BadInput(
-            f"unknown --tsig-algorithm {algorithm!r}: use one of {', '.join(dnsupdate.ALGORITHMS)}"
+            f"unknown --tsig-algorithm {algorithm!r}: use one of {', '.join(protocol.ALGORITHMS)}"
         )
     settings: dict[str, Any] = {
-        "server": str(dnsupdate.parse_server(str(given["server"]), "--dns-server")),
+        "server": str(protocol.parse_server(str(given["server"]), "--dns-server")),
         "tsig_key": _name(given["tsig_key"], "--tsig-key"),
         "tsig_algorithm": algorithm,
     }
@@ -114,7 +114,7 @@ def _check_rfc2136(given: Mapping[str, Any]) -> dict[str, Any]:
     else:
         settings["tsig_secret_env"] = str(given["tsig_secret_env"])
     # read once now so a missing or garbled secret fails the order, not a 3 a.m. renewal
-    dnsupdate.read_secret(settings.get("tsig_secret_file"), settings.get("tsig_secret_env"))
+    protocol.read_secret(settings.get("tsig_secret_file"), settings.get("tsig_secret_env"))
     return settings
 
 
@@ -148,7 +148,7 @@ class _Publisher:
         self.settings = settings_for(method, settings)
         self.reporter = reporter
         self.nameservers = [
-            dnsupdate.parse_server(s, "--dns-nameserver")
+            protocol.parse_server(s, "--dns-nameserver")
             for s in self.settings.get("nameservers", [])
         ]
         self.timeout = float(self.settings["propagation_timeout"])
@@ -167,7 +167,7 @@ class _Publisher:
                 f"waiting until {count} name server(s) serve the TXT records"
                 f" (up to {self.timeout:g}s)"
             ):
-                dnsupdate.wait_until_served(expectations, self.timeout)
+                protocol.wait_until_served(expectations, self.timeout)
         except CertctlError as e:
             problems = self._remove()
             if problems:
@@ -218,7 +218,7 @@ class Rfc2136Solver(_Publisher):
 
     def __init__(self, settings: Mapping[str, Any], reporter: Reporter) -> None:
         super().__init__(settings, "rfc2136", reporter)
-        self.server = dnsupdate.parse_server(self.settings["server"], "--dns-server")
+        self.server = protocol.parse_server(self.settings["server"], "--dns-server")
         self.zone = self.settings.get("zone")
         self._zones: dict[dns.name.Name, list[Server]] = {}
 
@@ -227,7 +227,7 @@ class Rfc2136Solver(_Publisher):
         self._key()
 
     def _key(self) -> TsigKey:
-        secret = dnsupdate.read_secret(
+        secret = protocol.read_secret(
             self.settings.get("tsig_secret_file"), self.settings.get("tsig_secret_env")
         )
         return TsigKey(self.settings["tsig_key"], self.settings["tsig_algorithm"], secret)
@@ -238,11 +238,11 @@ class Rfc2136Solver(_Publisher):
         records = []
         for challenge in challenges:
             if challenge.record_name not in located:
-                name = dnsupdate.follow_cname(challenge.record_name, self.server)
+                name = protocol.follow_cname(challenge.record_name, self.server)
                 zone = dns.name.from_text(self.zone) if self.zone else None
                 located[challenge.record_name] = (
                     name,
-                    zone or dnsupdate.find_zone(self.server, name),
+                    zone or protocol.find_zone(self.server, name),
                 )
             name, zone = located[challenge.record_name]
             records.append(_Record(challenge.domain, name, challenge.validation, zone))
@@ -250,8 +250,8 @@ class Rfc2136Solver(_Publisher):
             assert zone is not None
             batch = [r for r in records if r.zone == zone]
             try:
-                dnsupdate.update_txt(self.server, zone, key, [(r.name, r.value) for r in batch])
-            except dnsupdate.Unreachable:
+                protocol.update_txt(self.server, zone, key, [(r.name, r.value) for r in batch])
+            except protocol.Unreachable:
                 self._added += batch  # no answer: it may have been applied; remove it too
                 raise
             self._added += batch
@@ -263,14 +263,14 @@ class Rfc2136Solver(_Publisher):
         for zone in dict.fromkeys(r.zone for r in records):
             assert zone is not None
             batch = [(r.name, r.value) for r in records if r.zone == zone]
-            dnsupdate.update_txt(self.server, zone, key, batch, delete=True)
+            protocol.update_txt(self.server, zone, key, batch, delete=True)
 
     def _servers_of(self, record: _Record) -> tuple[str, list[Server]]:
         assert record.zone is not None
         if self.nameservers:
             return show(record.zone), self.nameservers
         if record.zone not in self._zones:
-            self._zones[record.zone] = dnsupdate.zone_nameservers(self.server, record.zone)
+            self._zones[record.zone] = protocol.zone_nameservers(self.server, record.zone)
         return show(record.zone), self._zones[record.zone]
 
 
@@ -284,7 +284,7 @@ class HookSolver(_Publisher):
     def _publish(self, challenges: list[Challenge]) -> None:
         asked = self.nameservers[0] if self.nameservers else None
         for challenge in challenges:
-            name = dnsupdate.follow_cname(challenge.record_name, asked)
+            name = protocol.follow_cname(challenge.record_name, asked)
             record = _Record(challenge.domain, name, challenge.validation)
             self._run("add", record)
             self._added.append(record)
@@ -303,7 +303,7 @@ class HookSolver(_Publisher):
     def _servers_of(self, record: _Record) -> tuple[str, list[Server]]:
         if self.nameservers:
             return "", self.nameservers  # the zone is the hook's business
-        zone, servers = dnsupdate.resolver_nameservers(record.name)
+        zone, servers = protocol.resolver_nameservers(record.name)
         return show(zone), servers
 
     def _run(self, action: str, record: _Record) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from certctl.context import Context
 from certctl.errors import AcmeError, BadInput, NotYet, OperationFailed
-from certctl.keys import KEY_TYPES, generate_key, make_csr
 from certctl.models import (
     SOURCE_UPLOAD,
     AccountRecord,
@@ -23,12 +22,13 @@ from certctl.models import (
     OrderState,
     Validation,
 )
-from certctl.names import check_cert_name, default_cert_name, normalize_domains
+from certctl.pki.keys import KEY_TYPES, generate_key, make_csr
+from certctl.policy.names import check_cert_name, default_cert_name, normalize_domains
 from certctl.store import fault_point
 
 if TYPE_CHECKING:
-    from certctl.acmeclient import AcmeSession
-    from certctl.material import CertInfo
+    from certctl.acme.session import AcmeSession
+    from certctl.pki.material import CertInfo
 
 ConfirmTos = Callable[[str], bool]
 VERIFY_TIMEOUT = 120.0
@@ -50,7 +50,7 @@ def account_session(
     session = ctx.acme(server)
     if session.account_uri is not None:
         return session  # already logged in during this run: reuse its connection
-    from certctl.accounts import usable_account
+    from certctl.ops.accounts import usable_account
 
     stored = ctx.store.read_account(server)
     if stored is not None:
@@ -171,7 +171,7 @@ def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         )
     if request.method in ("rfc2136", "hook") and request.challenge != "dns":
         raise BadInput(f"--dns-provider {request.method} needs --challenge dns")
-    from certctl.solvers.dns import settings_for
+    from certctl.challenges.dns.solvers import settings_for
 
     settings = settings_for(request.method, request.dns_settings)
     if request.method == "webroot":
@@ -294,8 +294,7 @@ def verify(ctx: Context, name: str, timeout: float = VERIFY_TIMEOUT) -> VerifyRe
 
 
 def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyReport:
-    from certctl import selfcheck
-    from certctl.solvers import make_solver
+    from certctl.challenges import make_solver, selfcheck
 
     order = _usable_order(ctx, record)
     session = account_session(ctx, record.server or ctx.settings.server_url)
@@ -337,7 +336,7 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
 
 def _check_solver(ctx: Context, record: CertRecord) -> None:
     """Let the solver refuse early (unreadable secret, missing webroot) before an order."""
-    from certctl.solvers import make_solver
+    from certctl.challenges import make_solver
 
     check = getattr(make_solver(record.validation, ctx.reporter, ctx.store), "check", None)
     if check is not None:
@@ -392,7 +391,7 @@ def issue(ctx: Context, name: str, timeout: float = ISSUE_TIMEOUT) -> IssueRepor
     with ctx.store.lock(name):
         record = ctx.store.read(name)
         report = issue_locked(ctx, record, timeout)
-        from certctl.hooks import run_deploy_hook
+        from certctl.ops.hooks import run_deploy_hook
 
         report.hook_error = run_deploy_hook(ctx, record)
         return report
@@ -436,8 +435,8 @@ def _finalize_and_store(
 ) -> IssueReport:
     from cryptography import x509
 
-    from certctl.keys import load_key
-    from certctl.material import cert_info_pem, key_matches
+    from certctl.pki.keys import load_key
+    from certctl.pki.material import cert_info_pem, key_matches
 
     order = record.order
     assert order is not None

@@ -12,7 +12,7 @@ from typing import Any
 from certctl.context import Context
 from certctl.errors import BadInput
 from certctl.models import SOURCE_UPLOAD, CertRecord
-from certctl.names import check_cert_name
+from certctl.policy.names import check_cert_name
 
 
 @dataclass
@@ -75,9 +75,9 @@ class UploadReport:
 
 def upload(ctx: Context, request: UploadRequest) -> UploadReport:
     """Check, then store as a new version and switch live; nothing stored when refused."""
-    from certctl.hooks import run_deploy_hook
-    from certctl.material import load_upload
-    from certctl.services import facts_of
+    from certctl.ops.hooks import run_deploy_hook
+    from certctl.ops.obtain import facts_of
+    from certctl.pki.material import load_upload
 
     name = check_cert_name(request.name)
     if all(

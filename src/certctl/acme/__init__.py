@@ -1,0 +1,1 @@
+"""The only code that speaks ACME (RFC 8555): the session and its network layer."""

@@ -1,0 +1,1 @@
+"""Certificates, keys, chains and CSRs: bytes in, findings out."""

@@ -1,0 +1,1 @@
+"""Pure decisions with `now` passed in: renewal timing, notice windows, names."""
