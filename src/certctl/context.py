@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from certctl.config import Settings
+from certctl.reporting import QuietReporter, Reporter
 from certctl.store import Store
 
 if TYPE_CHECKING:
     from certctl.acme.session import AcmeSession
-
-
-class Reporter(Protocol):
-    """Where services send warnings and progress (the CLI renders them on stderr)."""
-
-    def warn(self, message: str) -> None:
-        """A warning the user should read."""
-
-    def info(self, message: str) -> None:
-        """A progress line."""
-
-    def status(self, message: str) -> AbstractContextManager[None]:
-        """A spinner or progress indicator while waiting."""
-
-
-class QuietReporter:
-    """A reporter that records messages instead of printing them (tests, JSON)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def warn(self, message: str) -> None:
-        """Record a warning."""
-        self.messages.append(message)
-
-    def info(self, message: str) -> None:
-        """Record progress."""
-        self.messages.append(message)
-
-    @contextmanager
-    def status(self, message: str) -> Iterator[None]:
-        """Record the waiting message."""
-        self.messages.append(message)
-        yield
 
 
 def utc_now() -> datetime:

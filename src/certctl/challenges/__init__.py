@@ -6,9 +6,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Protocol
 
-from certctl.context import Reporter
 from certctl.errors import BadInput
 from certctl.models import Challenge, Validation
+from certctl.reporting import Reporter
 from certctl.store import Store
 
 

@@ -23,8 +23,12 @@ def main() -> None:
 
 def __getattr__(name: str) -> object:
     """`certctl.cli.cli` and `build_context` without importing click up front."""
-    if name in ("cli", "build_context"):
+    if name == "cli":
         from certctl.cli import app
 
-        return getattr(app, name)
+        return app.cli
+    if name == "build_context":
+        from certctl.cli import runtime
+
+        return runtime.build_context
     raise AttributeError(name)

@@ -74,7 +74,7 @@ def register_command(
       certctl account register --agree-tos --eab-kid kid-1 --eab-hmac-key-file /etc/certctl/eab
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import accounts
 
     eab = accounts.load_eab(eab_kid, eab_hmac_key_env, eab_hmac_key_file)
@@ -100,7 +100,7 @@ def show_command(ctx: click.Context, offline: bool, json_output: bool) -> None:
       certctl --server letsencrypt-staging account show --json
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import accounts
 
     report = accounts.show(build_context(ctx, json_output=json_output), offline=offline)
@@ -127,7 +127,7 @@ def deactivate_command(ctx: click.Context, yes: bool, json_output: bool) -> None
       certctl account deactivate --yes
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.errors import BadInput
     from certctl.ops import accounts
 
@@ -168,7 +168,7 @@ def rollover_command(ctx: click.Context, key_type: str | None, json_output: bool
       certctl account rollover --key-type ec384 --json
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import accounts
 
     report = accounts.rollover(build_context(ctx, json_output=json_output), key_type)
@@ -202,7 +202,7 @@ def revoke_command(ctx: click.Context, name: str, reason: str, json_output: bool
       certctl revoke example.com --reason keyCompromise --json
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import accounts
 
     report = accounts.revoke(build_context(ctx, json_output=json_output), name, reason)

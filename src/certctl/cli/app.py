@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
@@ -84,18 +83,6 @@ class CertctlGroup(click.Group):
             ctx.exit(int(ExitCode.FAILED))
 
 
-def _default_store() -> str:
-    import platformdirs
-
-    return platformdirs.user_data_dir("certctl", appauthor=False)
-
-
-def _default_config() -> str:
-    import platformdirs
-
-    return str(Path(platformdirs.user_config_dir("certctl", appauthor=False)) / "config.toml")
-
-
 @click.group(cls=CertctlGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="certctl")
 @click.option(
@@ -169,43 +156,6 @@ def cli(
         "check_http_port": check_http_port,
         "debug": debug,
     }
-
-
-def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any:
-    """Build the run's Context from global options, environment and config file."""
-    from certctl.cli.render import CliReporter
-    from certctl.config import load_settings
-    from certctl.context import Context
-    from certctl.store import Store
-
-    opts = click_ctx.find_root().obj
-    if opts["debug"]:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    explicit = opts["config"] is not None
-    settings = load_settings(Path(opts["config"] or _default_config()), explicit)
-    if opts["server"]:
-        settings.server = opts["server"]
-    if opts["ca_bundle"]:
-        settings.ca_bundle = opts["ca_bundle"]
-    if opts["resolvers"]:
-        resolvers: list[str] = []
-        for value in opts["resolvers"]:
-            resolvers.extend(v for v in value.replace(",", " ").split() if v)
-        settings.resolvers = resolvers
-        settings.resolver_addresses()
-    if opts["check_http_port"]:
-        settings.check_http_port = opts["check_http_port"]
-    reporter = CliReporter(quiet_status=json_output)
-    store = Store(Path(opts["store"] or _default_store()), warn=reporter.warn)
-    store.check()
-    return Context(
-        store=store,
-        settings=settings,
-        reporter=reporter,
-        interactive=sys.stdin.isatty(),
-    )
 
 
 def _register() -> None:

@@ -20,7 +20,7 @@ def doctor_command(ctx: click.Context, json_output: bool) -> None:
       certctl doctor --json | jq '.findings[] | select(.severity == "error")'
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.store.integrity import check_store
 
     context = build_context(ctx, json_output=json_output)

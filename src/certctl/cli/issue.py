@@ -23,7 +23,7 @@ def issue_command(ctx: click.Context, name: str, timeout: float, json_output: bo
       certctl issue example.com
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import obtain
 
     report = obtain.issue(build_context(ctx, json_output=json_output), name, timeout)

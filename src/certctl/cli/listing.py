@@ -19,7 +19,7 @@ def list_command(ctx: click.Context, json_output: bool) -> None:
       certctl list --json | jq '.certificates[] | select(.state != "valid")'
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import listing
 
     entries = listing.list_certificates(build_context(ctx, json_output=json_output))

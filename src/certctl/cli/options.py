@@ -47,9 +47,9 @@ def complete_cert_names(ctx: click.Context, param: click.Parameter, incomplete: 
 
         root = ctx.find_root().params.get("store") or os.environ.get("CERTCTL_STORE")
         if not root:
-            from certctl.cli.app import _default_store
+            from certctl.cli.runtime import default_store
 
-            root = _default_store()
+            root = default_store()
         names = Store(Path(root), warn=lambda message: None).names()
         return [n for n in names if n.startswith(incomplete)]
     except Exception:  # completion must never break the user's shell

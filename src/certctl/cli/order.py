@@ -181,7 +181,7 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
         --tsig-secret-file /etc/certctl/tsig.key
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import obtain
 
     context = build_context(ctx, json_output=json_output)
@@ -213,7 +213,7 @@ def obtain_command(
         --dns-hook /usr/local/bin/dns-hook --agree-tos
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.errors import BadInput
     from certctl.ops import obtain
 

@@ -63,7 +63,7 @@ def renew_due_command(
       certctl renew-due --force example.com
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops.renew import RenewOptions, renew_due
     from certctl.ops.renew import random_delay as sleep_random
     from certctl.policy.names import check_cert_name
@@ -114,7 +114,7 @@ def set_command(
       certctl set example.com --renew-before 20
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import obtain
 
     record = obtain.update_settings(

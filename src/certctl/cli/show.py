@@ -26,7 +26,7 @@ def show_command(ctx: click.Context, name: str, pem: bool, json_output: bool) ->
       certctl show example.com --pem | openssl x509 -noout -text
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.errors import BadInput
     from certctl.ops import inspect
 
@@ -62,7 +62,7 @@ def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) 
       certctl remove old.example.com --yes     # from a script
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.errors import BadInput
     from certctl.ops import inspect
 
@@ -125,7 +125,7 @@ def export_command(
         --deploy-hook 'certctl export $CERTCTL_NAME --dir /etc/nginx/tls && systemctl reload nginx'
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import inspect
 
     mode = inspect.parse_mode(key_mode)

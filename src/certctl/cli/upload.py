@@ -102,7 +102,7 @@ def upload_command(
       cat shop.pem | certctl upload shop --bundle - --json
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops.upload import UploadRequest, upload
     from certctl.policy.names import check_cert_name
 

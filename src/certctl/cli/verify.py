@@ -22,7 +22,7 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
       certctl verify example.com
     """
     from certctl.cli import render
-    from certctl.cli.app import build_context
+    from certctl.cli.runtime import build_context
     from certctl.ops import obtain
 
     report = obtain.verify(build_context(ctx, json_output=json_output), name, timeout)

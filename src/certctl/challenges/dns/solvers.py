@@ -20,9 +20,9 @@ import dns.name
 
 from certctl.challenges.dns import protocol
 from certctl.challenges.dns.protocol import Expectation, Server, TsigKey, show
-from certctl.context import Reporter
 from certctl.errors import BadInput, CertctlError, OperationFailed
 from certctl.models import Challenge
+from certctl.reporting import Reporter
 
 DEFAULT_PROPAGATION_TIMEOUT = 120.0
 HOOK_TIMEOUT = 300.0

@@ -1,0 +1,60 @@
+"""The run's Context, built from the global options, the environment and the config file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def default_store() -> str:
+    """The store directory when neither --store nor CERTCTL_STORE names one."""
+    import platformdirs
+
+    return platformdirs.user_data_dir("certctl", appauthor=False)
+
+
+def default_config() -> str:
+    """The config file when neither --config nor CERTCTL_CONFIG names one."""
+    import platformdirs
+
+    return str(Path(platformdirs.user_config_dir("certctl", appauthor=False)) / "config.toml")
+
+
+def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any:
+    """Build the run's Context from global options, environment and config file."""
+    from certctl.cli.render import CliReporter
+    from certctl.config import load_settings
+    from certctl.context import Context
+    from certctl.store import Store
+
+    opts = click_ctx.find_root().obj
+    if opts["debug"]:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    explicit = opts["config"] is not None
+    settings = load_settings(Path(opts["config"] or default_config()), explicit)
+    if opts["server"]:
+        settings.server = opts["server"]
+    if opts["ca_bundle"]:
+        settings.ca_bundle = opts["ca_bundle"]
+    if opts["resolvers"]:
+        resolvers: list[str] = []
+        for value in opts["resolvers"]:
+            resolvers.extend(v for v in value.replace(",", " ").split() if v)
+        settings.resolvers = resolvers
+        settings.resolver_addresses()
+    if opts["check_http_port"]:
+        settings.check_http_port = opts["check_http_port"]
+    reporter = CliReporter(quiet_status=json_output)
+    store = Store(Path(opts["store"] or default_store()), warn=reporter.warn)
+    store.check()
+    return Context(
+        store=store,
+        settings=settings,
+        reporter=reporter,
+        interactive=sys.stdin.isatty(),
+    )
