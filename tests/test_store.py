@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from certctl import store as store_module
 from certctl.errors import BadInput, ExitCode, LockHeld, NotFound, StoreError
 from certctl.models import CertRecord, Challenge, Current, OrderState, Validation
 from certctl.store import Store, atomic_write, fault_point
+from certctl.store import filesystem as store_module
 
 SERVER = "https://acme.test/directory"
 

@@ -11,6 +11,13 @@ from typing import Any
 
 from certctl.errors import StoreError
 
+FORMAT = 1  # certctl-store.toml's format
+DIR_MODE = 0o700
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+META_MODE = 0o600
+LIVE_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
+
 _fault_hits: dict[str, int] = {}
 
 

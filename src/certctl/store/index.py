@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from certctl.errors import CertctlError, LockHeld, NotFound
 from certctl.models import CertRecord
-from certctl.store import FORMAT, META_MODE, Store
-from certctl.store.files import atomic_write, json_decode, json_encode
+from certctl.store.files import FORMAT, META_MODE, atomic_write, json_decode, json_encode
 
 INDEX = "index.json"
 
 
-def cached_records(store: Store) -> list[tuple[str, CertRecord | CertctlError]]:
+class RecordSource(Protocol):
+    """What the cache needs of a store: where it is, its names, a reader and a lock."""
+
+    root: Path
+
+    def names(self) -> list[str]:
+        """Names of all certificates, sorted."""
+
+    def read(self, name: str) -> CertRecord:
+        """One record, parsed from its source of truth."""
+
+    def lock(
+        self, name: str, *, what: str = ..., wait: float = ...
+    ) -> AbstractContextManager[None]:
+        """An exclusive lock (LockHeld when taken)."""
+
+
+def cached_records(store: RecordSource) -> list[tuple[str, CertRecord | CertctlError]]:
     """Every certificate's record (or the error reading it), fast for large stores.
 
     meta.toml stays the source of truth; index.json is a cache of parsed records
@@ -76,7 +93,7 @@ def _read_index(root: Path) -> dict[str, Any]:
     return entries if isinstance(entries, dict) else {}
 
 
-def _write_index(store: Store, entries: dict[str, Any]) -> None:
+def _write_index(store: RecordSource, entries: dict[str, Any]) -> None:
     """Refresh the cache; skipped when another run is refreshing it or on any error."""
     if not (store.root / "locks").is_dir():
         return

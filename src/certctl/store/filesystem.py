@@ -1,0 +1,306 @@
+"""The filesystem store: certificates, their versions and the live switch (see store/)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from certctl.errors import BadInput, CertctlError, NotFound, StoreError
+from certctl.models import CertRecord, Current
+from certctl.policy.names import check_cert_name
+from certctl.store.accounts import StoreAccounts
+from certctl.store.files import (
+    CERT_MODE,
+    KEY_MODE,
+    LIVE_FILES,
+    META_MODE,
+    atomic_write,
+    fault_point,
+    fsync_dir,
+    to_toml,
+    write_failed,
+)
+
+_VERSION_DIR = re.compile(r"[0-9]{1,9}")
+
+
+@dataclass(frozen=True)
+class LivePaths:
+    """Stable paths a web server points at; they always hold a matching pair."""
+
+    directory: Path
+    cert: Path
+    chain: Path
+    fullchain: Path
+    privkey: Path
+
+    def as_dict(self) -> dict[str, str]:
+        """Paths as strings, for reports and hook environments."""
+        return {
+            "cert": str(self.cert),
+            "chain": str(self.chain),
+            "fullchain": str(self.fullchain),
+            "privkey": str(self.privkey),
+        }
+
+
+class Store(StoreAccounts):
+    """A certctl store rooted at one directory: certificates, their versions and live files."""
+
+    # ---- certificates -----------------------------------------------------
+
+    def _cert_dir(self, name: str) -> Path:
+        return self.root / "certs" / check_cert_name(name)
+
+    def names(self) -> list[str]:
+        """Names of all certificates in the store, sorted."""
+        certs = self.root / "certs"
+        try:
+            entries = [e.name for e in os.scandir(certs) if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+        result = []
+        for entry in entries:
+            if entry.startswith("."):
+                continue
+            try:
+                check_cert_name(entry)
+            except BadInput:
+                continue
+            result.append(entry)
+        return sorted(result)
+
+    def has(self, name: str) -> bool:
+        """True when a certificate with this name exists."""
+        return (self._cert_dir(name) / "meta.toml").is_file()
+
+    def read(self, name: str) -> CertRecord:
+        """Read one certificate's record; NotFound or StoreError when missing/damaged."""
+        path = self._cert_dir(name) / "meta.toml"
+        if path.parent.is_symlink():
+            raise StoreError(f"{path.parent} is a symlink: the store refuses it; remove it")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(
+                f"no certificate named {name!r} in {self.root}: see 'certctl list'"
+            ) from None
+        import tomllib
+
+        try:
+            record = CertRecord.from_dict(tomllib.loads(data.decode("utf-8")))
+        except (
+            tomllib.TOMLDecodeError,
+            UnicodeDecodeError,
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+        ) as e:
+            raise StoreError(
+                f"metadata of {name!r} is damaged ({path}): {type(e).__name__};"
+                " restore it from a backup or remove the certificate"
+            ) from e
+        if record.name != name:
+            raise StoreError(f"metadata of {name!r} names {record.name!r} ({path}): damaged")
+        self._reconcile(record)
+        return record
+
+    def _reconcile(self, record: CertRecord) -> None:
+        """Make `record.current` describe the live version after an interrupted update.
+
+        The live switch is the commit point: a crash between it and the metadata
+        write leaves meta.toml describing the previous version. The facts of each
+        version are also kept in its own info.toml, so they are taken from there, and
+        an order whose key is now live is known to be complete.
+        """
+        live = self.live_version(record.name)
+        if live is None or (record.current is not None and record.current.version == live):
+            return
+        directory = self._cert_dir(record.name) / "versions" / str(live)
+        try:
+            import tomllib
+
+            facts = tomllib.loads((directory / "info.toml").read_text("utf-8"))
+            record.current = Current.from_dict({**facts, "version": live})
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return  # an older version without info.toml: keep what meta.toml says
+        if record.current.names and set(record.current.names) != set(record.domains):
+            record.domains = list(record.current.names)
+        pending = self.read_pending_key(record.name)
+        if pending is not None and pending == (directory / "privkey.pem").read_bytes():
+            record.order = None  # the order's certificate is the live one: it is done
+
+    def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
+        """Every certificate's record (or the error reading it), fast for large stores.
+
+        Unchanged records come from the index.json cache (store/index.py).
+        """
+        from certctl.store.index import cached_records  # imported when used: json and the cache
+
+        return cached_records(self)
+
+    def write(self, record: CertRecord) -> None:
+        """Write a certificate's record atomically (creating its directory)."""
+        directory = self._cert_dir(record.name)
+        self._mkdir(directory)
+        fault_point("meta-before")
+        try:
+            atomic_write(directory / "meta.toml", to_toml(record.to_dict()).encode(), META_MODE)
+        except OSError as e:
+            raise write_failed(f"write metadata of {record.name!r}", e) from e
+        fault_point("meta-after")
+
+    def write_pending_key(self, name: str, key_pem: bytes) -> None:
+        """Store the private key of the order in progress (0600)."""
+        directory = self._cert_dir(name)
+        self._mkdir(directory)
+        try:
+            atomic_write(directory / "pending.key", key_pem, KEY_MODE)
+        except OSError as e:
+            raise write_failed(f"write the new key of {name!r}", e) from e
+        fault_point("pending-key-after")
+
+    def read_pending_key(self, name: str) -> bytes | None:
+        """The pending order's key, or None."""
+        try:
+            return self._read_private(self._cert_dir(name) / "pending.key")
+        except FileNotFoundError:
+            return None
+
+    def drop_pending_key(self, name: str) -> None:
+        """Delete the pending key once it is safely stored in a version."""
+        with contextlib.suppress(FileNotFoundError):
+            (self._cert_dir(name) / "pending.key").unlink()
+
+    def versions(self, name: str) -> list[int]:
+        """Complete version numbers of a certificate, ascending."""
+        try:
+            entries = os.listdir(self._cert_dir(name) / "versions")
+        except FileNotFoundError:
+            return []
+        return sorted(int(e) for e in entries if _VERSION_DIR.fullmatch(e))
+
+    def live_version(self, name: str) -> int | None:
+        """The version the live paths point at, or None."""
+        try:
+            target = os.readlink(self._cert_dir(name) / "live")
+        except (FileNotFoundError, OSError):
+            return None
+        tail = Path(target).name
+        return int(tail) if _VERSION_DIR.fullmatch(tail) else None
+
+    def add_version(
+        self, name: str, *, cert: bytes, chain: bytes, key: bytes, facts: Current | None = None
+    ) -> int:
+        """Store a new version (built under a temp name, renamed whole); returns its number.
+
+        `facts` (dates, serial, issuer...) are kept with the version, so the live
+        switch alone commits a certificate, its key and what certctl knows of it.
+        """
+        versions_dir = self._cert_dir(name) / "versions"
+        self._mkdir(self._cert_dir(name))
+        self._mkdir(versions_dir)
+        number = max(self.versions(name), default=0) + 1
+        tmp = versions_dir / f".tmp-{number}-{os.urandom(4).hex()}"
+        try:
+            self._mkdir(tmp)
+            files = {
+                "privkey.pem": (key, KEY_MODE),
+                "cert.pem": (cert, CERT_MODE),
+                "chain.pem": (chain, CERT_MODE),
+                "fullchain.pem": (cert + chain, CERT_MODE),
+            }
+            if facts is not None:
+                info = {**facts.to_dict(), "version": number}
+                files["info.toml"] = (to_toml(info).encode(), META_MODE)
+            for filename, (data, mode) in files.items():
+                atomic_write(tmp / filename, data, mode)
+                fault_point(f"version-{filename}")
+            os.rename(tmp, versions_dir / str(number))
+            fsync_dir(versions_dir)
+        except OSError as e:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise write_failed(f"store the new certificate of {name!r}", e) from e
+        fault_point("version-after")
+        return number
+
+    def unswitched_version(self, name: str, cert: bytes, key: bytes) -> int | None:
+        """A complete version newer than live holding exactly this certificate and key."""
+        live = self.live_version(name) or 0
+        for version in reversed(self.versions(name)):
+            if version <= live:
+                break
+            directory = self._cert_dir(name) / "versions" / str(version)
+            try:
+                same = (directory / "cert.pem").read_bytes() == cert and (
+                    directory / "privkey.pem"
+                ).read_bytes() == key
+            except OSError:
+                continue
+            if same and all((directory / f).is_file() for f in LIVE_FILES):
+                return version
+        return None
+
+    def read_version(self, name: str, version: int) -> dict[str, bytes]:
+        """The PEM files of one stored version."""
+        directory = self._cert_dir(name) / "versions" / str(version)
+        try:
+            return {
+                f: self._read_private(directory / f)
+                if f == "privkey.pem"
+                else ((directory / f).read_bytes())
+                for f in LIVE_FILES
+            }
+        except FileNotFoundError as e:
+            raise StoreError(f"version {version} of {name!r} is incomplete ({e.filename})") from e
+
+    def switch_live(self, name: str, version: int) -> None:
+        """Point the live paths at `version` with one atomic rename."""
+        directory = self._cert_dir(name)
+        if not (directory / "versions" / str(version) / "privkey.pem").is_file():
+            raise StoreError(f"version {version} of {name!r} is missing; not switching live")
+        tmp = directory / f".live.tmp-{os.urandom(4).hex()}"
+        fault_point("live-before")
+        try:
+            os.symlink(f"versions/{version}", tmp)
+            os.replace(tmp, directory / "live")
+            fsync_dir(directory)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise write_failed(f"switch live files of {name!r}", e) from e
+        fault_point("live-after")
+
+    def live_paths(self, name: str) -> LivePaths:
+        """The stable paths of a certificate (valid once it has a live version)."""
+        live = self._cert_dir(name) / "live"
+        return LivePaths(
+            directory=live,
+            cert=live / "cert.pem",
+            chain=live / "chain.pem",
+            fullchain=live / "fullchain.pem",
+            privkey=live / "privkey.pem",
+        )
+
+    def read_live(self, name: str) -> dict[str, bytes] | None:
+        """The live PEM files, or None when the certificate has none yet."""
+        version = self.live_version(name)
+        return None if version is None else self.read_version(name, version)
+
+    def remove(self, name: str) -> None:
+        """Delete a certificate entirely: renamed away in one step, then deleted."""
+        directory = self._cert_dir(name)
+        if not directory.exists():
+            raise NotFound(f"no certificate named {name!r} in {self.root}: see 'certctl list'")
+        trash = directory.with_name(f".removed-{name}-{os.urandom(4).hex()}")
+        os.rename(directory, trash)
+        fsync_dir(directory.parent)
+        import shutil
+
+        shutil.rmtree(trash, ignore_errors=True)
