@@ -10,7 +10,7 @@ import pytest
 
 from certctl.challenges.dns import protocol
 from certctl.challenges.dns.protocol import Expectation, Server
-from certctl.challenges.dns.solvers import settings_for
+from certctl.challenges.dns.settings import settings_for
 from certctl.errors import OperationFailed
 
 from conftest import Certctl

@@ -35,10 +35,15 @@ def make_solver(validation: Validation, reporter: Reporter, store: Store | None 
 
         return http
 
-    def dns() -> ModuleType:  # imported only when used: it loads the DNS update stack
-        from certctl.challenges.dns import solvers as dns
+    def rfc2136() -> ModuleType:  # imported only when used: it loads the DNS update stack
+        from certctl.challenges.dns import rfc2136
 
-        return dns
+        return rfc2136
+
+    def hook() -> ModuleType:
+        from certctl.challenges.dns import hook
+
+        return hook
 
     factories: dict[tuple[str, str], Callable[[], Solver]] = {
         ("http", "standalone"): lambda: http().StandaloneSolver(
@@ -47,8 +52,8 @@ def make_solver(validation: Validation, reporter: Reporter, store: Store | None 
         ("http", "webroot"): lambda: http().WebrootSolver(validation.webroot or ""),
         ("http", "manual"): lambda: ManualSolver(),
         ("dns", "manual"): lambda: ManualSolver(),
-        ("dns", "rfc2136"): lambda: dns().Rfc2136Solver(validation.settings, reporter),
-        ("dns", "hook"): lambda: dns().HookSolver(validation.settings, reporter),
+        ("dns", "rfc2136"): lambda: rfc2136().Rfc2136Solver(validation.settings, reporter),
+        ("dns", "hook"): lambda: hook().HookSolver(validation.settings, reporter),
     }
     factory = factories.get((validation.challenge, validation.method))
     if factory is None:

@@ -171,7 +171,7 @@ def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         )
     if request.method in ("rfc2136", "hook") and request.challenge != "dns":
         raise BadInput(f"--dns-provider {request.method} needs --challenge dns")
-    from certctl.challenges.dns.solvers import settings_for
+    from certctl.challenges.dns.settings import settings_for
 
     settings = settings_for(request.method, request.dns_settings)
     if request.method == "webroot":
