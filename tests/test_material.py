@@ -18,14 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certctl.errors import BadInput
-from certctl.pki.material import (
-    UploadMaterial,
-    cert_info,
-    cert_info_pem,
-    key_matches,
-    key_type_of,
-    load_upload,
-)
+from certctl.pki.certinfo import cert_info, key_matches, key_type_of
+from certctl.pki.material import UploadMaterial, cert_info_pem, load_upload
 
 from certfactory import (
     Issued,

@@ -22,7 +22,7 @@ from certctl.policy.names import check_cert_name
 from certctl.store.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
-    from certctl.pki.material import CertInfo
+    from certctl.pki.certinfo import CertInfo
 
 REDACTED = "<redacted>"
 # A setting whose key names one of these holds a secret, unless it only points at one.
@@ -269,7 +269,7 @@ def _chain_of(chain_pem: bytes) -> list[ChainEntry]:
         return []
     from cryptography import x509
 
-    from certctl.pki.material import cert_info
+    from certctl.pki.certinfo import cert_info
 
     try:
         certs = x509.load_pem_x509_certificates(chain_pem)

@@ -28,7 +28,7 @@ from certctl.store import fault_point
 
 if TYPE_CHECKING:
     from certctl.acme.session import AcmeSession
-    from certctl.pki.material import CertInfo
+    from certctl.pki.certinfo import CertInfo
 
 ConfirmTos = Callable[[str], bool]
 VERIFY_TIMEOUT = 120.0
@@ -435,8 +435,9 @@ def _finalize_and_store(
 ) -> IssueReport:
     from cryptography import x509
 
+    from certctl.pki.certinfo import key_matches
     from certctl.pki.keys import load_key
-    from certctl.pki.material import cert_info_pem, key_matches
+    from certctl.pki.material import cert_info_pem
 
     order = record.order
     assert order is not None

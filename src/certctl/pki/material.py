@@ -12,33 +12,36 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from cryptography.x509.oid import NameOID
 
 from certctl.errors import BadInput
+from certctl.pki.certinfo import (
+    MALFORMED,
+    CertInfo,
+    cert_info,
+    clean,
+    fingerprint,
+    key_matches,
+    key_type_of,
+    label,
+    name_of,
+    readable_name,
+    spki,
+)
 
 MAX_INPUT_BYTES = 1024 * 1024
 MAX_CERTIFICATES = 20  # a chain has a handful; more means a trust store was given
 MIN_RSA_BITS = 2048
 
-# What cryptography raises for malformed DER, whether it parses eagerly or lazily.
-_MALFORMED = (
-    ValueError,
-    UnsupportedAlgorithm,
-    x509.InvalidVersion,
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-)
 _SUPPORTED = (
     rsa.RSAPublicKey,
     ec.EllipticCurvePublicKey,
     ed25519.Ed25519PublicKey,
     ed448.Ed448PublicKey,
 )
-_EC_NAMES = {"secp256r1": "ec256", "secp384r1": "ec384", "secp521r1": "ec521"}
 _MARKER = re.compile(rb"-----(BEGIN|END) ([^\r\n]*?)-----")
 _HOW_TO_UNLOCK = "give it with --passphrase-env VAR or --passphrase-file FILE"
 _WHEN = "%Y-%m-%d %H:%M UTC"
@@ -46,21 +49,6 @@ _KEY_TYPES = "certctl takes RSA, ECDSA, Ed25519 and Ed448 keys"
 _CSR = "a certificate signing request (CSR)"
 _PUBLIC_KEY = "a bare public key"
 _KeyLoader = Callable[[bytes, bytes | None], PrivateKeyTypes]
-
-
-@dataclass(frozen=True)
-class CertInfo:
-    """What a person needs to recognise a certificate."""
-
-    names: list[str]
-    subject_cn: str | None
-    issuer: str
-    serial: str
-    fingerprint_sha256: str
-    not_before: datetime
-    not_after: datetime
-    key_type: str
-    is_ca: bool
 
 
 @dataclass(frozen=True)
@@ -84,55 +72,6 @@ class UploadMaterial:
     def fullchain_pem(self) -> bytes:
         """Leaf then intermediates: what a web server sends."""
         return self.cert_pem() + self.chain_pem()
-
-
-def key_type_of(public_key: PublicKeyTypes) -> str:
-    """Short key type name: rsa2048, ec256, ec384, ed25519, ..."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"rsa{public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _EC_NAMES.get(public_key.curve.name, f"ec-{public_key.curve.name}")
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return "ed448"
-    if isinstance(public_key, dsa.DSAPublicKey):
-        return f"dsa{public_key.key_size}"
-    return type(public_key).__name__.removesuffix("PublicKey").lower()
-
-
-def key_matches(cert: x509.Certificate, private_key: PrivateKeyTypes) -> bool:
-    """True when the private key is the one the certificate certifies."""
-    try:
-        return _spki(cert.public_key()) == _spki(private_key.public_key())
-    except (*_MALFORMED, TypeError):
-        return False
-
-
-def cert_info(cert: x509.Certificate) -> CertInfo:
-    """Summarise a certificate; a malformed one raises cryptography's error."""
-    cn = _first_attribute(cert.subject, NameOID.COMMON_NAME)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName)
-        names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        names = []
-    try:
-        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    return CertInfo(
-        names=names or ([cn] if cn else []),
-        subject_cn=cn,
-        issuer=_clean(_readable_name(cert.issuer)),
-        serial=format(cert.serial_number, "x"),
-        fingerprint_sha256=_fingerprint(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        key_type=key_type_of(cert.public_key()),
-        is_ca=is_ca,
-    )
 
 
 def cert_info_pem(pem: bytes) -> CertInfo:
@@ -177,7 +116,7 @@ def load_upload(
     bad = [n for n in info.names if not n.isprintable() or not n.isascii() or " " in n]
     if bad:
         raise BadInput(
-            f"the certificate names {_clean(bad[0])!r}, which contains control or non-ASCII"
+            f"the certificate names {clean(bad[0])!r}, which contains control or non-ASCII"
             " characters: refusing a certificate no browser would accept"
         )
     if not info.names:
@@ -188,12 +127,12 @@ def load_upload(
     top = chain_certs[-1] if chain_certs else leaf
     if root is None and top.subject == top.issuer:
         notes.append(
-            f"self-signed certificate: browsers will not trust {_label(info)} unless it is"
+            f"self-signed certificate: browsers will not trust {label(info)} unless it is"
             " installed on every client"
         )
     elif root is None and not any(_issued(top, r) for r in roots) and (roots or not chain_certs):
         message = (
-            f"missing intermediate: the chain ends at {_clean(_readable_name(top.issuer))} which"
+            f"missing intermediate: the chain ends at {clean(readable_name(top.issuer))} which"
             " is not in the input; browsers without it cached may fail — add the intermediate"
             " with --chain"
         )
@@ -232,14 +171,14 @@ class _Found:
 
     def info(self, cert: x509.Certificate) -> CertInfo:
         """The summary of a certificate already kept."""
-        return self.infos[_fingerprint(cert)]
+        return self.infos[fingerprint(cert)]
 
     def add_key(self, where: str, key: PrivateKeyTypes) -> None:
         """Keep a private key of a type servers can use."""
         if not isinstance(key.public_key(), _SUPPORTED):
             key_type = key_type_of(key.public_key())
             raise BadInput(f"unsupported key type {key_type} in {where}: {_KEY_TYPES}")
-        if all(_spki(key.public_key()) != _spki(k.public_key()) for k, _ in self.keys):
+        if all(spki(key.public_key()) != spki(k.public_key()) for k, _ in self.keys):
             self.keys.append((key, where))
 
 
@@ -259,7 +198,7 @@ def _read_input(found: _Found, where: str, data: bytes) -> None:
         _read_der(found, where, data)
         return
     for n, block in enumerate(_pem_blocks(where, data), 1):
-        _read_block(found, f"{where} (block {n}, {_clean(block.label)})", block)
+        _read_block(found, f"{where} (block {n}, {clean(block.label)})", block)
 
 
 def _checked_size(where: str, data: bytes) -> bytes:
@@ -286,7 +225,7 @@ def _pem_blocks(where: str, data: bytes) -> list[_Block]:
     blocks: list[_Block] = []
     begin: re.Match[bytes] | None = None
     for marker in _MARKER.finditer(data):
-        label = _clean(marker.group(2).decode("ascii", "replace"))
+        label = clean(marker.group(2).decode("ascii", "replace"))
         if marker.group(1) == b"BEGIN" and begin is not None:
             break  # the open block has no END: reported as truncated below
         if marker.group(1) == b"BEGIN":
@@ -294,7 +233,7 @@ def _pem_blocks(where: str, data: bytes) -> list[_Block]:
         elif begin is None:
             raise BadInput(f"{where} is damaged: END {label} has no BEGIN line; copy it again")
         elif marker.group(2) != begin.group(2):
-            opened = _clean(begin.group(2).decode("ascii", "replace"))
+            opened = clean(begin.group(2).decode("ascii", "replace"))
             raise BadInput(
                 f"{where} is damaged: BEGIN {opened} ends with END {label}; copy it again"
             )
@@ -303,7 +242,7 @@ def _pem_blocks(where: str, data: bytes) -> list[_Block]:
             blocks.append(_Block(label, text, data[begin.end() : marker.start()]))
             begin = None
     if begin is not None:
-        label = _clean(begin.group(2).decode("ascii", "replace"))
+        label = clean(begin.group(2).decode("ascii", "replace"))
         raise BadInput(f"{where} is truncated: BEGIN {label} has no END line; copy the whole file")
     if not blocks:
         raise BadInput(f"{where} has no complete PEM block (-----BEGIN to -----END); copy it again")
@@ -342,11 +281,11 @@ def _read_der(found: _Found, where: str, data: bytes) -> None:
     try:
         found.add_cert(where, x509.load_der_x509_certificate(data))
         return
-    except _MALFORMED:
+    except MALFORMED:
         pass
     try:
         certs = pkcs7.load_der_pkcs7_certificates(data)
-    except _MALFORMED:
+    except MALFORMED:
         pass
     else:
         for cert in certs:
@@ -361,13 +300,13 @@ def _read_der(found: _Found, where: str, data: bytes) -> None:
     except TypeError:  # cryptography: "Password was not given but private key is encrypted"
         found.add_key(where, _load_key(found, where, data, serialization.load_der_private_key))
         return
-    except _MALFORMED:
+    except MALFORMED:
         pass
     probes = ((_CSR, x509.load_der_x509_csr), (_PUBLIC_KEY, serialization.load_der_public_key))
     for what, probe in probes:
         try:
             probe(data)
-        except _MALFORMED:
+        except MALFORMED:
             continue
         found.strays.append((what, where))
         return
@@ -383,7 +322,7 @@ def _load_key(found: _Found, where: str, data: bytes, loader: _KeyLoader) -> Pri
         return loader(data, None)
     except TypeError:
         pass  # cryptography: "Password was not given but private key is encrypted"
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise BadInput(
             f"the private key in {where} is damaged or unreadable; export it again"
         ) from exc
@@ -393,7 +332,7 @@ def _load_key(found: _Found, where: str, data: bytes, loader: _KeyLoader) -> Pri
         )
     try:
         key = loader(data, found.passphrase)
-    except (*_MALFORMED, TypeError) as exc:
+    except (*MALFORMED, TypeError) as exc:
         raise BadInput(
             f"could not decrypt the private key in {where}: wrong passphrase (or a damaged key)"
         ) from exc
@@ -445,7 +384,7 @@ def _parse_cert(where: str, cert: x509.Certificate | bytes) -> tuple[x509.Certif
     try:
         parsed = x509.load_der_x509_certificate(cert) if isinstance(cert, bytes) else cert
         return parsed, cert_info(parsed)
-    except _MALFORMED as exc:
+    except MALFORMED as exc:
         raise BadInput(
             f"the certificate in {where} is damaged or malformed; copy it again"
         ) from exc
@@ -467,14 +406,14 @@ def _find_leaf(found: _Found) -> tuple[x509.Certificate, CertInfo]:
     claimed = {c.issuer for c in found.certs if c.subject != c.issuer}
     leaves = [c for c in found.certs if not found.info(c).is_ca and c.subject not in claimed]
     if not leaves:
-        listed = ", ".join(_label(found.info(c)) for c in found.certs)
+        listed = ", ".join(label(found.info(c)) for c in found.certs)
         raise BadInput(
             f"CA certificate given as the leaf: every certificate in the input is a CA"
             f" ({listed}); give the server certificate your CA issued"
         )
     if len(leaves) > 1:
         count = "two" if len(leaves) == 2 else str(len(leaves))
-        listed = ", ".join(_label(found.info(c)) for c in leaves)
+        listed = ", ".join(label(found.info(c)) for c in leaves)
         raise BadInput(f"{count} leaf certificates in the input ({listed}): upload one at a time")
     return leaves[0], found.info(leaves[0])
 
@@ -494,9 +433,9 @@ def _the_key(found: _Found, leaf: x509.Certificate, info: CertInfo) -> PrivateKe
         raise BadInput(f"two private keys, in {places}: give only the certificate's own key")
     key = found.keys[0][0]
     if not key_matches(leaf, key):
-        owner = next((_label(found.info(c)) for c in found.certs if key_matches(c, key)), None)
+        owner = next((label(found.info(c)) for c in found.certs if key_matches(c, key)), None)
         raise BadInput(
-            f"the private key does not match the certificate {_label(info)} (it belongs to"
+            f"the private key does not match the certificate {label(info)} (it belongs to"
             f" {owner or 'another certificate'}): give the key made with this certificate's CSR"
         )
     return key
@@ -513,8 +452,8 @@ def _build_chain(
         signers = [c for c in named if _issued(current, c)]
         if named and not signers:
             raise BadInput(
-                f"chain link does not verify: {_name_of(current)} names"
-                f" {_clean(_readable_name(current.issuer))} as its issuer, but that certificate"
+                f"chain link does not verify: {name_of(current)} names"
+                f" {clean(readable_name(current.issuer))} as its issuer, but that certificate"
                 " in the input did not sign it; get the matching chain from your CA"
             )
         if not signers:
@@ -527,14 +466,14 @@ def _build_chain(
             chain.append(current)
     if current.subject == current.issuer and not _issued(current, current):
         raise BadInput(
-            f"chain link does not verify: {_name_of(current)} claims to be self-signed but its"
+            f"chain link does not verify: {name_of(current)} claims to be self-signed but its"
             " signature does not verify"
         )
     for cert in pool:  # other roots of the path are dropped like `root`; anything else refused
         if not (cert.subject == cert.issuer and any(_issued(c, cert) for c in [leaf, *chain])):
-            path = " → ".join(_name_of(c) for c in [leaf, *chain])
+            path = " → ".join(name_of(c) for c in [leaf, *chain])
             raise BadInput(
-                f"unrelated certificate in the input: {_name_of(cert)} is not part of the chain"
+                f"unrelated certificate in the input: {name_of(cert)} is not part of the chain"
                 f" {path}; remove it, or upload it separately"
             )
     return chain, root
@@ -546,18 +485,18 @@ def _date_warnings(
     """Refuse an expired leaf (unless allowed); warn about other date problems."""
     notes: list[str] = []
     if now > info.not_after:
-        message = f"certificate {_label(info)} expired on {info.not_after:{_WHEN}}"
+        message = f"certificate {label(info)} expired on {info.not_after:{_WHEN}}"
         if not allow_expired:
             raise BadInput(f"{message}: renew it, or pass --allow-expired to store it anyway")
         notes.append(message)
     if now < info.not_before:
         notes.append(
-            f"certificate {_label(info)} is not yet valid: valid from {info.not_before:{_WHEN}}"
+            f"certificate {label(info)} is not yet valid: valid from {info.not_before:{_WHEN}}"
         )
     for issuer in (found.info(c) for c in chain):
         if now > issuer.not_after:
             notes.append(
-                f"chain certificate {_label(issuer)} expired on {issuer.not_after:{_WHEN}}: get"
+                f"chain certificate {label(issuer)} expired on {issuer.not_after:{_WHEN}}: get"
                 " the current chain from your CA"
             )
     return notes
@@ -567,53 +506,6 @@ def _issued(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     """True when `issuer`'s name and key signed `child`."""
     try:
         child.verify_directly_issued_by(issuer)
-    except (*_MALFORMED, TypeError, InvalidSignature):
+    except (*MALFORMED, TypeError, InvalidSignature):
         return False
     return True
-
-
-def _spki(public_key: PublicKeyTypes) -> bytes:
-    """A public key's DER SubjectPublicKeyInfo, to compare keys."""
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def _fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 fingerprint as uppercase hex pairs joined by colons."""
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
-
-
-def _first_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
-    """The first value of an attribute in a name, as text."""
-    attributes = name.get_attributes_for_oid(oid)
-    if not attributes:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
-def _readable_name(name: x509.Name) -> str:
-    """A name as people say it: its CN, else its O, else the full DN."""
-    return (
-        _first_attribute(name, NameOID.COMMON_NAME)
-        or _first_attribute(name, NameOID.ORGANIZATION_NAME)
-        or name.rfc4514_string()
-        or "(empty name)"
-    )
-
-
-def _label(info: CertInfo) -> str:
-    """How messages refer to a certificate."""
-    return _clean(info.subject_cn or (info.names[0] if info.names else f"serial {info.serial}"))
-
-
-def _name_of(cert: x509.Certificate) -> str:
-    """How messages refer to a certificate known by its subject."""
-    return _clean(_readable_name(cert.subject))
-
-
-def _clean(text: str) -> str:
-    """Keep a message one printable line, whatever a certificate's name holds."""
-    shown = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return shown if len(shown) <= 80 else shown[:77] + "..."

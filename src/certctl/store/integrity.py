@@ -151,7 +151,7 @@ def _key_matches(directory: Path) -> bool:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from certctl.pki.material import key_matches
+    from certctl.pki.certinfo import key_matches
 
     try:
         cert = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
