@@ -1,0 +1,73 @@
+"""E-mail notices over SMTP: STARTTLS, implicit TLS or plain, with optional login."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from certctl.errors import BadInput, OperationFailed
+from certctl.notify.channel import Notice, secret_from
+
+
+class EmailChannel:
+    """E-mail over SMTP: STARTTLS (default), implicit TLS or plain (local relays)."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        try:
+            self.host = str(table["host"])
+            self.to = (
+                [str(a) for a in table["to"]]
+                if isinstance(table["to"], list)
+                else [str(table["to"])]
+            )
+        except KeyError as e:
+            raise BadInput(f"notify.email needs {e.args[0]!r}") from None
+        self.port = int(table.get("port", 587))
+        self.security = str(table.get("security", "starttls"))
+        if self.security not in ("starttls", "tls", "none"):
+            raise BadInput("notify.email.security must be starttls, tls or none")
+        self.sender = str(table.get("from", f"certctl@{os.uname().nodename}"))
+        self.username = table.get("username")
+        self.password = secret_from(table, "password")
+        self.timeout = float(table.get("timeout", 20))
+        self.ca_bundle = table.get("ca_bundle")
+        self.label = f"e-mail to {', '.join(self.to)}"
+
+    def send(self, notice: Notice) -> None:
+        """Send one message."""
+        import smtplib
+        import ssl
+        from email.message import EmailMessage
+
+        message = EmailMessage()
+        message["Subject"] = notice.subject
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.to)
+        message.set_content(notice.body())
+        context = ssl.create_default_context(cafile=self.ca_bundle)
+        try:
+            smtp: smtplib.SMTP
+            if self.security == "tls":
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if self.security == "starttls":
+                    smtp.starttls(context=context)
+                if self.username:
+                    smtp.login(str(self.username), self.password or "")
+                smtp.send_message(message)
+        except smtplib.SMTPAuthenticationError:
+            raise OperationFailed(
+                f"e-mail via {self.host}:{self.port}: login refused for {self.username}"
+            ) from None
+        except (smtplib.SMTPException, OSError) as e:
+            if isinstance(e, TimeoutError | smtplib.SMTPServerDisconnected):
+                detail = f"timed out after {self.timeout:g}s waiting for the server"
+            elif isinstance(e, smtplib.SMTPResponseException):
+                detail = f"the server said {e.smtp_code}"
+            else:
+                detail = (
+                    e.strerror or type(e).__name__ if isinstance(e, OSError) else type(e).__name__
+                )
+            raise OperationFailed(f"e-mail via {self.host}:{self.port} failed: {detail}") from None
