@@ -3,7 +3,7 @@
 Everything here is about HTTP against the CA, not about the protocol's objects:
 acme's ClientNetwork with size-bounded responses, badNonce and 429/503 retries
 (RFC 8555 §6.5, §6.6), and the mapping of library errors to short descriptions.
-Imported only by acmeclient, so commands that never talk to a CA start fast.
+Imported only by acme/, so commands that never talk to a CA start fast.
 """
 
 from __future__ import annotations

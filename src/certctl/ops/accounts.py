@@ -1,6 +1,6 @@
 """Account and revocation use cases: register (with EAB), show, deactivate, key rollover, revoke.
 
-Like services.py: lock → gather inputs → decide → act → persist → report;
+Like obtain.py: lock → gather inputs → decide → act → persist → report;
 nothing is printed. The EAB HMAC key only ever lives in an `Eab` object whose
 repr hides it; it is never stored, logged or put into an error message.
 """

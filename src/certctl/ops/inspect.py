@@ -124,7 +124,7 @@ class ShowReport:
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of `show --json`."""
-        from certctl.ops.obtain import _challenge_json
+        from certctl.ops.obtain import challenge_json
 
         record, cert, policy = self.record, self.certificate, self.policy
         return {
@@ -202,7 +202,7 @@ class ShowReport:
                 for v in self.versions
             ],
             "paths": self.paths,
-            "order": None if record.order is None else _order_json(record.order, _challenge_json),
+            "order": None if record.order is None else _order_json(record.order, challenge_json),
         }
 
 

@@ -124,11 +124,12 @@ class OrderReport:
             "status": self.order.status,
             "expires": _iso(self.order.expires),
             "validation": self.validation.label,
-            "challenges": [_challenge_json(c) for c in self.order.challenges],
+            "challenges": [challenge_json(c) for c in self.order.challenges],
         }
 
 
-def _challenge_json(challenge: Challenge) -> dict[str, Any]:
+def challenge_json(challenge: Challenge) -> dict[str, Any]:
+    """What must be published for one challenge, as `order --json` and `show --json` give it."""
     if challenge.type == "dns-01":
         return {
             "domain": challenge.domain,

@@ -1,6 +1,6 @@
 """The `upload` use case: take in a certificate bought or made elsewhere.
 
-Checks come from material.py (bytes in, findings out); this module only locks,
+Checks come from pki/material.py (bytes in, findings out); this module only locks,
 stores a new version, switches live and reports. A refused upload changes nothing.
 """
 
