@@ -1,6 +1,6 @@
 """`certctl upload` through the real command line (issue 3).
 
-material.py's own checks are unit-tested in test_material.py; here every case
+pki/material.py's own checks are unit-tested in test_material.py; here every case
 goes through click (CliRunner, or a real subprocess for the CI-style run) and
 looks at what a user and a web server would see: exit code, stdout, stderr and
 the bytes, modes and symlinks of the store on disk.
