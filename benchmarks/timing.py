@@ -1,0 +1,255 @@
+"""Run one certctl process as a whole, time it, and summarise and report the measurements."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storebuilder import STORE_SIZE
+
+if TYPE_CHECKING:
+    from scenarios import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+
+class BenchError(RuntimeError):
+    """A run or a setup step failed; the message carries the evidence (stderr)."""
+
+
+# ---- one measured process ---------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """One finished certctl process."""
+
+    wall: float  # seconds, spawn to reap
+    max_rss: int  # bytes, the child's own peak resident set
+    cpu: float  # seconds of user + system CPU of the child (robust to a busy machine)
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+
+
+def run_process(argv: list[str], env: dict[str, str], timeout: float) -> RunResult:
+    """Spawn `argv`, reap it with wait4 and return wall time, peak RSS and its output.
+
+    Output goes to anonymous temp files (not pipes) so a big `list` never blocks on a
+    full pipe and nothing but the child is being timed.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        killed = threading.Event()
+        reaped = threading.Event()
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+
+        def kill() -> None:
+            if not reaped.is_set():
+                killed.set()
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, 9)
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            reaped.set()
+            timer.cancel()
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen quiet
+        out.seek(0)
+        err.seek(0)
+        # ru_maxrss is KiB on Linux, bytes on macOS.
+        rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
+        cpu = usage.ru_utime + usage.ru_stime
+        return RunResult(wall, rss, cpu, proc.returncode, out.read(), err.read(), killed.is_set())
+
+
+def tail(data: bytes, lines: int = 30) -> str:
+    text = data.decode("utf-8", "replace").rstrip()
+    return "\n".join(text.splitlines()[-lines:]) or "<empty>"
+
+
+# ---- the measured command's executable and environment ----------------------------------
+
+
+def certctl_executable(explicit: str | None) -> str:
+    """The console script of the interpreter running this file (the venv's)."""
+    candidates = [explicit] if explicit else []
+    candidates += [
+        str(Path(sys.executable).parent / "certctl"),
+        str(ROOT / ".venv" / "bin" / "certctl"),
+        shutil.which("certctl"),
+    ]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise SystemExit("bench: no certctl executable found; pass --certctl PATH")
+
+
+def base_env(config: Path, pycache: Path | None) -> dict[str, str]:
+    """Our environment minus anything that would change certctl's behaviour.
+
+    With `pycache`, children cache bytecode under that prefix (PYTHONDONTWRITEBYTECODE
+    dropped): the warm-up compiles, timed runs load .pyc files as an installed certctl
+    would, and nothing is written into the source tree.
+    """
+    drop = ("CERTCTL_", "PYTHONPROFILEIMPORTTIME", "PYTHONDEVMODE", "PYTHONTRACEMALLOC")
+    if pycache is not None:
+        drop += ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(NO_COLOR="1", CERTCTL_CONFIG=str(config))
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+# ---- measurements of a scenario ---------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """Measurements of one scenario."""
+
+    scenario: Scenario
+    times: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    error: str | None = None  # setup failed or the scenario was aborted
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.failures and bool(self.times)
+
+    @property
+    def passed(self) -> bool:
+        return self.ok and statistics.median(self.times) <= self.scenario.target
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.scenario
+        doc: dict[str, Any] = {
+            "name": s.name,
+            "description": s.description,
+            "target_s": s.target if s.target != float("inf") else None,
+            "runs": len(self.times),
+            "passed": self.passed,
+            "error": self.error,
+            "failed_runs": len(self.failures),
+            "failures": self.failures,
+        }
+        if self.times:
+            doc.update(
+                median_s=statistics.median(self.times),
+                min_s=min(self.times),
+                max_s=max(self.times),
+                mean_s=statistics.fmean(self.times),
+                stdev_s=statistics.stdev(self.times) if len(self.times) > 1 else 0.0,
+                times_s=self.times,
+                peak_rss_mib=max(self.rss) / MIB,
+                median_rss_mib=statistics.median(self.rss) / MIB,
+                median_cpu_s=statistics.median(self.cpu),
+                cpu_s=self.cpu,
+                rss_mib=[r / MIB for r in self.rss],
+            )
+        return doc
+
+
+# ---- reporting ----------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def table(outcomes: list[Outcome]) -> str:
+    header = ["scenario", "median", "min", "max", "CPU", "peak RSS MiB", "target", "result"]
+    rows = [header]
+    for o in outcomes:
+        if o.times:
+            stats = [ms(statistics.median(o.times)), ms(min(o.times)), ms(max(o.times))]
+            stats.append(ms(statistics.median(o.cpu)))
+            rss = f"{max(o.rss) / MIB:.1f}"
+        else:
+            stats, rss = ["-", "-", "-", "-"], "-"
+        verdict = "PASS" if o.passed else "FAIL"
+        if o.error or o.failures:
+            verdict += " (error)"
+        target = o.scenario.target
+        limit = f"≤ {ms(target)}" if target != float("inf") else "see ratio"
+        rows.append([o.scenario.name, *stats, rss, limit, verdict])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    right = {1, 2, 3, 4, 5, 6}
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    errors = [o.error or o.failures[0] for o in outcomes if o.error or o.failures]
+    return "\n".join(lines + [f"\nerror: {e}" for e in errors])
+
+
+def git_state() -> str | None:
+    """The commit measured, with "-dirty" when the working tree has changes."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def json_document(
+    args: argparse.Namespace, certctl: str, outcomes: list[Outcome]
+) -> dict[str, Any]:
+    from certctl import __version__
+
+    return {
+        "certctl_version": __version__,
+        "certctl": certctl,
+        "git": git_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "store_size": STORE_SIZE,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "passed": all(o.passed for o in outcomes),
+        "scenarios": [o.to_json() for o in outcomes],
+    }
+
+
+def parallel_speedup(outcomes: list[Outcome]) -> float | None:
+    """Median --parallel 1 time over median --parallel 8 time, when both ran."""
+    by_name = {o.scenario.name: o for o in outcomes if o.times}
+    one, eight = by_name.get("renew-50-parallel-1"), by_name.get("renew-50-parallel-8")
+    if one is None or eight is None:
+        return None
+    return statistics.median(one.times) / statistics.median(eight.times)
