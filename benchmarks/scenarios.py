@@ -10,7 +10,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from timing import (
     BenchError,
     Outcome,
     RunResult,
+    Scenario,
     base_env,
     certctl_executable,
     ms,
@@ -29,17 +29,6 @@ from timing import (
 )
 
 RENEW_COUNT = 50
-
-
-@dataclass
-class Scenario:
-    """A named benchmark: how to build each run's command, and how to check its result."""
-
-    name: str
-    target: float  # seconds; the median must not exceed it
-    description: str
-    needs: tuple[str, ...] = ()  # "store" and/or "pebble"
-    timeout: float = 60.0
 
 
 SCENARIOS = [

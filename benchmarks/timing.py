@@ -16,12 +16,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from storebuilder import STORE_SIZE
-
-if TYPE_CHECKING:
-    from scenarios import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -120,6 +117,17 @@ def base_env(config: Path, pycache: Path | None) -> dict[str, str]:
     if pycache is not None:
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
+
+
+@dataclass
+class Scenario:
+    """A named benchmark: how to build each run's command, and how to check its result."""
+
+    name: str
+    target: float  # seconds; the median must not exceed it
+    description: str
+    needs: tuple[str, ...] = ()  # "store" and/or "pebble"
+    timeout: float = 60.0
 
 
 # ---- measurements of a scenario ---------------------------------------------------------
