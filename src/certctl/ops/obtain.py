@@ -315,7 +315,7 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
             raise NotYet(
                 "not visible yet (the CA was not asked): "
                 + "; ".join(str(f) for f in findings)
-                + f" — publish it, then run 'certctl verify {record.name}' again"
+                + selfcheck.next_step(findings, record.name)
             )
         for challenge in todo:
             session.answer(challenge)
