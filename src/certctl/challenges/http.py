@@ -17,6 +17,10 @@ from certctl.store import Store
 
 PREFIX = "/.well-known/acme-challenge/"
 PORT_WAIT = 120.0  # seconds to wait for another certctl's standalone server on the port
+# A client that connects and sends nothing, or dribbles a byte at a time (slowloris), must not
+# hold a connection: each read waits at most READ_TIMEOUT, a whole request at most REQUEST_DEADLINE.
+READ_TIMEOUT = 5.0
+REQUEST_DEADLINE = 10.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -29,6 +33,24 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "certctl"
     sys_version = ""
+
+    def setup(self) -> None:
+        """Bound every connection in time: per read, and for the whole exchange."""
+        self.timeout = READ_TIMEOUT  # StreamRequestHandler.setup() applies it to the socket
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_DEADLINE, self._hang_up)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _hang_up(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)  # wakes a blocked read
+
+    def finish(self) -> None:
+        """Cancel the deadline; a timed-out client's broken pipe is not an error."""
+        self._deadline.cancel()
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def do_GET(self) -> None:
         token = self.path[len(PREFIX) :] if self.path.startswith(PREFIX) else None
