@@ -36,8 +36,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         """Bound every connection in time: per read, and for the whole exchange."""
-        self.timeout = READ_TIMEOUT  # StreamRequestHandler.setup() applies it to the socket
         super().setup()
+        self.connection.settimeout(READ_TIMEOUT)  # rfile and wfile read through the socket
         self._deadline = threading.Timer(REQUEST_DEADLINE, self._hang_up)
         self._deadline.daemon = True
         self._deadline.start()
