@@ -4,13 +4,17 @@ webroot whose directories are swapped for symlinks while certctl writes and remo
 from __future__ import annotations
 
 import http.client
+import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from certctl.challenges import http as http_solvers
+from certctl.errors import CertctlError
 from certctl.models import Challenge
 
 
@@ -102,3 +106,113 @@ def test_dribbling_client_is_cut_off_at_the_request_deadline(
         assert (status, body) == (200, token.validation.encode()) and elapsed < 1.0
     finally:
         sock.close()
+
+
+# ---- webroot: a component swapped for a symlink between check and use ---------------------
+
+
+class Swapper(threading.Thread):
+    """Swaps `path` between the real directory and a symlink to `outside`, as fast as it can."""
+
+    def __init__(self, path: Path, outside: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.outside = path, outside
+        self.parked = path.with_name(path.name + ".real")
+        self.link = path.with_name(path.name + ".link")
+        self.stop = threading.Event()
+        self.swaps = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:  # real → symlink
+                os.rename(self.path, self.parked)
+                os.symlink(self.outside, self.link)
+                os.replace(self.link, self.path)
+                self.swaps += 1
+            except OSError:
+                pass
+            try:  # symlink → real
+                if self.path.is_symlink():
+                    os.unlink(self.path)
+                os.rename(self.parked, self.path)
+            except OSError:
+                pass
+
+    def restore(self) -> None:
+        self.stop.set()
+        self.join(timeout=5)
+        if self.path.is_symlink():
+            os.unlink(self.path)
+        if self.link.is_symlink():
+            os.unlink(self.link)
+        if self.parked.is_dir() and not self.path.exists():
+            os.rename(self.parked, self.path)
+
+
+CLEAR_REASONS = (
+    "is a symlink or not a directory",  # the swap was seen while walking
+    "something else is changing the webroot",  # the held directory was replaced meanwhile
+)
+
+
+def files_below(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.mark.parametrize("swapped", [".well-known/acme-challenge", ".well-known"])
+def test_webroot_swapped_for_a_symlink_never_writes_or_deletes_outside(
+    tmp_path: Path, swapped: str
+) -> None:
+    webroot, outside = tmp_path / "www", tmp_path / "outside"
+    (webroot / ".well-known" / "acme-challenge").mkdir(parents=True)
+    (outside / "acme-challenge").mkdir(parents=True)
+    victims = {f"victim-{i}" for i in range(200)}
+    for victim in victims:  # files named as the tokens of the victims below: never deleted
+        (outside / victim).write_text("keep")
+        (outside / "acme-challenge" / victim).write_text("keep")
+    before = files_below(outside)
+    swapper = Swapper(webroot / swapped, outside)
+    swapper.start()
+    refused = 0
+    try:
+        for i in range(200):
+            solver = http_solvers.WebrootSolver(str(webroot))
+            batch = [challenge(f"victim-{i}"), challenge(f"fresh-{i}")]
+            try:
+                solver.present(batch)
+            except CertctlError as e:
+                refused += 1
+                assert any(reason in str(e) for reason in CLEAR_REASONS), str(e)
+            finally:
+                solver.cleanup(batch)
+            assert files_below(outside) == before, f"iteration {i}: outside was changed"
+    finally:
+        swapper.restore()
+    assert swapper.swaps > 50 and refused > 0  # the race was really run
+    assert files_below(outside) == before
+    assert files_below(webroot) == {}  # and everything certctl created inside was removed
+
+
+def test_webroot_cleanup_after_the_path_was_relinked_removes_only_its_own_files(
+    tmp_path: Path,
+) -> None:
+    webroot, outside = tmp_path / "www", tmp_path / "outside"
+    challenge_dir = webroot / ".well-known" / "acme-challenge"
+    challenge_dir.mkdir(parents=True)
+    outside.mkdir()
+    (outside / "tok-1").write_text("keep")
+    solver = http_solvers.WebrootSolver(str(webroot))
+    solver.present([challenge("tok-1")])
+    assert (challenge_dir / "tok-1").read_text() == "tok-1.thumbprint"
+    os.rename(challenge_dir, webroot / "parked")
+    challenge_dir.symlink_to(outside)  # between present and cleanup
+    solver.cleanup([challenge("tok-1")])
+    assert (outside / "tok-1").read_text() == "keep"
+    assert list((webroot / "parked").iterdir()) == []  # its own file, where it really is
+    with pytest.raises(CertctlError, match="is a symlink or not a directory"):
+        http_solvers.WebrootSolver(str(webroot)).present([challenge("tok-2")])
+    assert sorted(p.name for p in outside.iterdir()) == ["tok-1"]

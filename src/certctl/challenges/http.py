@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
-from certctl.errors import BadInput, OperationFailed
+from certctl.errors import BadInput, CertctlError, OperationFailed
 from certctl.models import Challenge
 from certctl.store import Store
 
@@ -26,6 +27,7 @@ REQUEST_DEADLINE = 10.0
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 drops SYNs when several clients connect at once
     responses: dict[str, bytes]
 
 
@@ -176,31 +178,85 @@ class StandaloneSolver:
             self._tokens = None
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHALLENGE_DIRS = (".well-known", "acme-challenge")
+
+
 class WebrootSolver:
-    """Write each response to <webroot>/.well-known/acme-challenge/<token>; remove it after."""
+    """Write each response to <webroot>/.well-known/acme-challenge/<token>; remove it after.
+
+    The path below the webroot is walked with directory file descriptors: each level is
+    opened with O_NOFOLLOW | O_DIRECTORY relative to the one above, and files are created
+    and removed relative to the held descriptor (`dir_fd=`). A component swapped for a
+    symlink between a check and a use is never followed: it is refused with an error.
+    The descriptors are held from present() to cleanup(), so cleanup removes exactly the
+    files present() created, wherever someone has moved or relinked the path meanwhile.
+    """
 
     def __init__(self, webroot: str) -> None:
         self.webroot = Path(webroot)
-        self._created_files: list[Path] = []
-        self._created_dirs: list[Path] = []
+        self._fds: list[int] = []  # webroot, .well-known, acme-challenge
+        self._created_dirs: list[int] = []  # levels (1, 2) that present() created
+        self._created_files: list[str] = []
 
-    def _challenge_dir(self) -> Path:
-        if not self.webroot.is_dir():
-            raise BadInput(f"webroot {self.webroot} is not a directory: check --webroot")
-        root = self.webroot.resolve()
-        directory = root
-        for part in (".well-known", "acme-challenge"):
-            directory = directory / part
-            if directory.is_symlink():
-                raise BadInput(
-                    f"{directory} is a symlink: certctl writes only inside the webroot;"
-                    " replace it with a directory"
-                )
-            if not directory.exists():
-                directory.mkdir(mode=0o755)
-                os.chmod(directory, 0o755)  # noqa: S103 (the web server must read it)
-                self._created_dirs.append(directory)
-        return directory
+    def _challenge_dir(self) -> int:
+        """The held descriptor of acme-challenge, opening (and creating) the levels first."""
+        if len(self._fds) == 1 + len(_CHALLENGE_DIRS):
+            return self._fds[-1]
+        self.cleanup([])  # a walk that failed half-way: start again from the webroot
+        try:
+            # the webroot itself is the user's choice: a symlink there is followed
+            self._fds.append(os.open(self.webroot, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError:
+            raise BadInput(f"webroot {self.webroot} is not a directory: check --webroot") from None
+        for level, part in enumerate(_CHALLENGE_DIRS, start=1):
+            self._fds.append(self._open_level(level, part))
+        return self._fds[-1]
+
+    def _open_level(self, level: int, part: str) -> int:
+        parent = self._fds[-1]
+        shown = self.webroot.joinpath(*_CHALLENGE_DIRS[:level])
+        for _ in range(2):
+            try:
+                return os.open(part, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    continue  # someone else made it meanwhile: open what is there now
+                except OSError as e:
+                    if e.errno == errno.ENOENT:  # the held parent was removed or replaced
+                        raise self._not_a_directory(shown, e) from None
+                    raise OperationFailed(f"cannot create {shown}: {e.strerror}") from None
+                fd = self._open_created(part, parent, shown)
+                self._created_dirs.append(level)
+                return fd
+            except OSError as e:
+                raise self._not_a_directory(shown, e) from None
+        raise OperationFailed(f"{shown} keeps changing: something else is changing the webroot")
+
+    def _open_created(self, part: str, parent: int, shown: Path) -> int:
+        try:
+            fd = os.open(part, _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:  # swapped between mkdir and open
+            raise self._not_a_directory(shown, e) from None
+        os.fchmod(fd, 0o755)
+        return fd
+
+    @staticmethod
+    def _not_a_directory(shown: Path, error: OSError) -> CertctlError:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            return BadInput(
+                f"{shown} is a symlink or not a directory: certctl writes only inside the"
+                " webroot; replace it with a directory"
+            )
+        if error.errno == errno.ENOENT:
+            return OperationFailed(
+                f"{shown} was removed or replaced while certctl opened it; something else is"
+                " changing the webroot"
+            )
+        return OperationFailed(f"cannot open {shown}: {error.strerror}")
 
     def check(self) -> None:
         """Before an order is placed: the webroot must exist."""
@@ -211,27 +267,45 @@ class WebrootSolver:
         """Write the response files (world-readable: the web server must serve them)."""
         directory = self._challenge_dir()
         for challenge in challenges:
-            path = directory / challenge.token
+            shown = self.webroot.joinpath(*_CHALLENGE_DIRS, challenge.token)
+            if not _TOKEN.fullmatch(challenge.token):  # RFC 8555 §8.3: base64url
+                raise OperationFailed(f"the CA sent an unusable token {challenge.token!r}")
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                fd = os.open(
+                    challenge.token,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o644,
+                    dir_fd=directory,
+                )
             except FileExistsError:
                 raise OperationFailed(
-                    f"{path} already exists; remove it (certctl only removes what it created)"
+                    f"{shown} already exists; remove it (certctl only removes what it created)"
+                ) from None
+            except FileNotFoundError:  # the held directory was removed or replaced meanwhile
+                raise OperationFailed(
+                    f"cannot write {shown}: the directory was removed or replaced while certctl"
+                    " wrote to it; something else is changing the webroot"
                 ) from None
             except OSError as e:
-                raise OperationFailed(f"cannot write {path}: {e.strerror}") from None
-            self._created_files.append(path)
+                raise OperationFailed(f"cannot write {shown}: {e.strerror}") from None
+            self._created_files.append(challenge.token)
             with os.fdopen(fd, "wb") as handle:
                 os.fchmod(handle.fileno(), 0o644)
                 handle.write(challenge.validation.encode())
 
     def cleanup(self, challenges: list[Challenge]) -> None:
-        """Remove exactly the files and directories present() created."""
-        for path in self._created_files:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        for directory in reversed(self._created_dirs):
-            with contextlib.suppress(OSError):
-                directory.rmdir()  # only if empty
-        self._created_files.clear()
-        self._created_dirs.clear()
+        """Remove exactly the files and directories present() created (through the held fds)."""
+        fds, self._fds = self._fds, []
+        try:
+            if fds:
+                for token in self._created_files:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(token, dir_fd=fds[-1])
+                for level in reversed(self._created_dirs):
+                    with contextlib.suppress(OSError):  # only if still an empty directory
+                        os.rmdir(_CHALLENGE_DIRS[level - 1], dir_fd=fds[level - 1])
+        finally:
+            for fd in fds:
+                os.close(fd)
+            self._created_files.clear()
+            self._created_dirs.clear()
