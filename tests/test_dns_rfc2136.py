@@ -195,6 +195,10 @@ def test_stale_secondary_fails_after_the_timeout_without_asking_the_ca(
         error
     )
     assert lab.primary.address + " (zone" not in error  # the primary had it: only the lagging one
+    assert error.endswith(
+        "yet: no TXT record — check that every name server gets the zone's updates (NOTIFY,"
+        " zone transfer) (asked: given with --dns-nameserver), or raise --propagation-timeout"
+    )
     # the CA's authorization is still pending: nothing was answered
     store = Store(certctl.store)
     record, account = store.read(domain), store.read_account(lab.pebble.directory_url)
@@ -211,6 +215,18 @@ def test_default_nameservers_are_the_zone_ns_set_at_port_53(certctl: Certctl, la
     proc = run(certctl, lab, "obtain", "-d", domain, *args)
     assert proc.returncode == 1, proc.stderr
     assert "127.0.0.2:53 (zone dns1.test) does not serve TXT" in proc.stderr
+    why = f"the NS records of zone dns1.test at the update server {lab.primary.address}, at port 53"
+    # said before waiting, not only after the timeout: which servers, and why those
+    lines = proc.stderr.strip().splitlines()
+    waiting = (
+        f"waiting up to 1s until TXT _acme-challenge.{domain} is served by 127.0.0.2:53 ({why})"
+    )
+    assert waiting in lines[:-1], proc.stderr
+    error = lines[-1]
+    assert error.startswith("error: not propagated after 1s (the CA was not asked): ")
+    assert "yet: no answer: it " in error
+    assert f"these servers did not answer (asked: {why})" in error
+    assert "--dns-nameserver IP[:PORT]" in error and "NOTIFY" not in error
 
 
 # ---- failures: one line naming the server and the zone, exit 1, nothing left behind ----------

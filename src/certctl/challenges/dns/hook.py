@@ -10,7 +10,7 @@ from typing import Any
 
 from certctl.challenges.dns import protocol
 from certctl.challenges.dns.protocol import Server, show
-from certctl.challenges.dns.publisher import Publisher, Record
+from certctl.challenges.dns.publisher import GIVEN, Publisher, Record
 from certctl.errors import OperationFailed
 from certctl.models import Challenge
 from certctl.reporting import Reporter
@@ -45,11 +45,12 @@ class HookSolver(Publisher):
         if failures:
             raise OperationFailed("; ".join(failures))
 
-    def _servers_of(self, record: Record) -> tuple[str, list[Server]]:
+    def _servers_of(self, record: Record) -> tuple[str, list[Server], str]:
         if self.nameservers:
-            return "", self.nameservers  # the zone is the hook's business
+            return "", self.nameservers, GIVEN  # the zone is the hook's business
         zone, servers = protocol.resolver_nameservers(record.name)
-        return show(zone), servers
+        why = f"the NS records of zone {show(zone)} found through the resolver, at port 53"
+        return show(zone), servers, why
 
     def _run(self, action: str, record: Record) -> None:
         """Run the hook once; non-zero exit → OperationFailed with its stderr's last lines."""

@@ -275,19 +275,6 @@ def _addresses(
     return list(dict.fromkeys(servers))
 
 
-def txt_values(server: Server, name: dns.name.Name) -> list[str]:
-    """The TXT values `server` itself serves at `name`."""
-    response = query(server, name, dns.rdatatype.TXT)
-    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        raise Unreachable(f"answered {dns.rcode.to_text(response.rcode())}")
-    return [
-        b"".join(r.strings).decode("utf-8", "replace")
-        for rrset in response.answer
-        if rrset.rdtype == dns.rdatatype.TXT and rrset.name == name
-        for r in rrset
-    ]
-
-
 # ---- RFC 2136 update ----------------------------------------------------------------------
 
 
@@ -365,23 +352,57 @@ class Expectation:
     name: dns.name.Name
     values: set[str]
     seen: str = "not asked yet"
+    source: str = ""  # why this server is asked, e.g. "given with --dns-nameserver"
+    answered: bool = True  # False while the server gives no usable answer at all
 
     def satisfied(self) -> bool:
-        """Ask the server once; remember what it said."""
+        """Ask the server once; remember what it said (no answer, NXDOMAIN, old values...)."""
         try:
-            found = txt_values(self.server, self.name)
+            response = query(self.server, self.name, dns.rdatatype.TXT)
         except Unreachable as e:
-            self.seen = str(e)
+            self.seen, self.answered = f"no answer: it {e}", False
             return False
-        missing = self.values - set(found)
-        self.seen = (
-            f"{len(missing)} of {len(self.values)} values missing" if found else "no TXT record"
-        )
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            self.seen, self.answered = "it answered NXDOMAIN (no such name there yet)", True
+            return False
+        if rcode != dns.rcode.NOERROR:
+            self.seen, self.answered = f"it answered {dns.rcode.to_text(rcode)}", False
+            return False
+        self.answered = True
+        found = {
+            b"".join(r.strings).decode("utf-8", "replace")
+            for rrset in response.answer
+            if rrset.rdtype == dns.rdatatype.TXT and rrset.name == self.name
+            for r in rrset
+        }
+        missing, others = self.values - found, found - self.values
+        if not found:
+            self.seen = "no TXT record"
+        elif missing:
+            self.seen = f"{len(missing)} of {len(self.values)} values missing" + (
+                f"; it serves only other (old?) values {', '.join(sorted(map(repr, others)))}"
+                if others and len(missing) == len(self.values)
+                else ""
+            )
         return not missing
 
     def __str__(self) -> str:
         zone = f" (zone {self.zone})" if self.zone else ""
         return f"{self.server}{zone} does not serve TXT {show(self.name)} yet: {self.seen}"
+
+
+def describe_servers(expectations: Sequence[Expectation]) -> str:
+    """Which servers are polled and why they were chosen, for the line before waiting."""
+    by_source: dict[str, list[str]] = {}
+    for expectation in expectations:
+        servers = by_source.setdefault(expectation.source, [])
+        if str(expectation.server) not in servers:
+            servers.append(str(expectation.server))
+    return "; ".join(
+        ", ".join(servers) + (f" ({source})" if source else "")
+        for source, servers in by_source.items()
+    )
 
 
 def wait_until_served(
@@ -404,8 +425,22 @@ def wait_until_served(
             raise OperationFailed(
                 f"not propagated after {timeout:g}s (the CA was not asked): "
                 + "; ".join(str(e) for e in pending)
-                + " — check that every name server gets the zone's updates (NOTIFY, zone"
-                " transfer), or raise --propagation-timeout"
+                + _advice(pending)
             )
         sleep(min(delay, remaining))
         delay = min(delay * 1.6, 5.0)
+
+
+def _advice(pending: Sequence[Expectation]) -> str:
+    """What to do, depending on whether the lagging servers answered at all."""
+    sources = list(dict.fromkeys(e.source for e in pending if e.source))
+    chosen = f" (asked: {'; '.join(sources)})" if sources else ""
+    if all(not e.answered for e in pending):
+        return (
+            f" — these servers did not answer{chosen}: check that they are reachable from"
+            " here, or name the servers to check with --dns-nameserver IP[:PORT]"
+        )
+    return (
+        f" — check that every name server gets the zone's updates (NOTIFY, zone transfer)"
+        f"{chosen}, or raise --propagation-timeout"
+    )

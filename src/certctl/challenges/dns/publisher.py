@@ -20,6 +20,8 @@ from certctl.errors import CertctlError
 from certctl.models import Challenge
 from certctl.reporting import Reporter
 
+GIVEN = "given with --dns-nameserver"
+
 
 @dataclass(frozen=True)
 class Record:
@@ -59,6 +61,11 @@ class Publisher:
             self._publish(todo)
             expectations = self._expectations()
             count = len({e.server for e in expectations})
+            names = ", ".join(sorted({show(e.name) for e in expectations}))
+            self.reporter.info(
+                f"waiting up to {self.timeout:g}s until TXT {names} is served by"
+                f" {protocol.describe_servers(expectations)}"
+            )
             with self.reporter.status(
                 f"waiting until {count} name server(s) serve the TXT records"
                 f" (up to {self.timeout:g}s)"
@@ -81,18 +88,19 @@ class Publisher:
     def _unpublish(self, records: list[Record]) -> None:
         raise NotImplementedError
 
-    def _servers_of(self, record: Record) -> tuple[str, list[Server]]:
+    def _servers_of(self, record: Record) -> tuple[str, list[Server], str]:
+        """The zone's name, the servers that must serve `record`, and why those."""
         raise NotImplementedError
 
     def _expectations(self) -> list[Expectation]:
         """Each (server, name) with the values it must serve."""
         wanted: dict[tuple[Server, dns.name.Name], Expectation] = {}
         for record in self._added:
-            zone, servers = self._servers_of(record)
+            zone, servers, source = self._servers_of(record)
             for server in servers:
                 key = (server, record.name)
                 if key not in wanted:
-                    wanted[key] = Expectation(server, zone, record.name, set())
+                    wanted[key] = Expectation(server, zone, record.name, set(), source=source)
                 wanted[key].values.add(record.value)
         return list(wanted.values())
 

@@ -9,7 +9,7 @@ import dns.name
 
 from certctl.challenges.dns import protocol
 from certctl.challenges.dns.protocol import Server, TsigKey, show
-from certctl.challenges.dns.publisher import Publisher, Record
+from certctl.challenges.dns.publisher import GIVEN, Publisher, Record
 from certctl.models import Challenge
 from certctl.reporting import Reporter
 
@@ -66,10 +66,14 @@ class Rfc2136Solver(Publisher):
             batch = [(r.name, r.value) for r in records if r.zone == zone]
             protocol.update_txt(self.server, zone, key, batch, delete=True)
 
-    def _servers_of(self, record: Record) -> tuple[str, list[Server]]:
+    def _servers_of(self, record: Record) -> tuple[str, list[Server], str]:
         assert record.zone is not None
         if self.nameservers:
-            return show(record.zone), self.nameservers
+            return show(record.zone), self.nameservers, GIVEN
         if record.zone not in self._zones:
             self._zones[record.zone] = protocol.zone_nameservers(self.server, record.zone)
-        return show(record.zone), self._zones[record.zone]
+        why = (
+            f"the NS records of zone {show(record.zone)} at the update server {self.server},"
+            " at port 53"
+        )
+        return show(record.zone), self._zones[record.zone], why
