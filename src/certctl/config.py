@@ -1,7 +1,16 @@
-"""Typed settings: the config file, overridden by options and CERTCTL_* variables."""
+"""Typed settings: the config file, overridden by options and CERTCTL_* variables.
+
+Every key of the file is checked against a schema when it is loaded (types, ranges,
+unknown keys with a suggestion), so a typo or an out-of-range value stops the run
+with exit 2 before anything is written, instead of misbehaving at 3 a.m.
+"""
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +61,202 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+# ---- the schema: what each key accepts ------------------------------------------------------
+
+
+class Invalid(ValueError):
+    """A value outside what its key accepts; the message says what is accepted."""
+
+
+@dataclass(frozen=True)
+class Number:
+    """A finite number (or integer) in a range; the value may be echoed in messages."""
+
+    low: float
+    high: float
+    unit: str = ""
+    low_inclusive: bool = False
+    integer: bool = False
+
+    def accepted(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        unit = f" {self.unit}" if self.unit else ""
+        low = "at least" if self.low_inclusive else "greater than"
+        return f"{kind}{unit} {low} {self.low:g} and at most {self.high:g}"
+
+    def check(self, value: Any) -> Any:
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (self.integer and not isinstance(value, int)):
+            raise Invalid(f"must be {self.accepted()}")
+        too_low = value < self.low if self.low_inclusive else value <= self.low
+        if not math.isfinite(value) or too_low or value > self.high:
+            raise Invalid(f"must be {self.accepted()} (got {value!r})")
+        return value
+
+
+@dataclass(frozen=True)
+class Text:
+    """One line of text; never echoed (it may be a URL with a token in it)."""
+
+    what: str = "a string"
+    choices: tuple[str, ...] = ()
+    check_text: Callable[[str], None] | None = None  # raises Invalid
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise Invalid(f"must be {self.what}")
+        if any(c in value for c in "\r\n\0"):
+            raise Invalid(f"must be {self.what} on one line (no CR, LF or NUL)")
+        if self.choices and value not in self.choices:
+            raise Invalid(f"must be {', '.join(self.choices[:-1])} or {self.choices[-1]}")
+        if self.check_text is not None:
+            self.check_text(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A key that must never hold a secret itself: always refused, the value never shown."""
+
+    message: str
+
+    def check(self, value: Any) -> Any:
+        raise Invalid(self.message)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list of items (or, with `single`, one item alone)."""
+
+    item: Text
+    single: bool = False
+    example: str = ""
+
+    def check(self, value: Any) -> Any:
+        items = [value] if self.single and isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            one = f"{self.item.what} or " if self.single else ""
+            raise Invalid(f"must be {one}a non-empty list of them{self.example}")
+        return [self.item.check(item) for item in items]
+
+
+@dataclass(frozen=True)
+class Headers:
+    """HTTP header names (RFC 9110 §5.1 tokens) and one-line values; values never shown."""
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise Invalid('must be a table such as { Authorization = "Bearer ..." }')
+        for name, item in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise Invalid(
+                    f"must have HTTP field names as keys (letters, digits and"
+                    f" !#$%&'*+-.^_`|~): {name!r} is not one"
+                )
+            if not isinstance(item, str) or any(c in item for c in "\r\n\0"):
+                raise Invalid(f"must have one-line string values: the value of {name!r} is not")
+        return value
+
+
+@dataclass(frozen=True)
+class Table:
+    """A TOML table with known keys; `repeat` also accepts an array of such tables."""
+
+    keys: Mapping[str, Any]  # key → Number | Text | Secret | ListOf | Headers | Table
+    required: tuple[str, ...] = ()
+    repeat: bool = False
+    noun: str = ""  # "notify channel": unknown keys are reported as such
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def _server_text(value: str) -> None:
+    try:
+        resolve_server(value)
+    except BadInput:
+        raise Invalid("must be letsencrypt, letsencrypt-staging or a directory URL") from None
+
+
+def _email_text(value: str) -> None:
+    # a minimal syntax check (local@domain.tld); the CA checks the rest
+    if not _EMAIL.fullmatch(value):
+        raise Invalid("must be an e-mail address such as ops@example.com")
+
+
+def _resolver_text(value: str) -> None:
+    try:
+        parse_host_port(value, 53)
+    except BadInput as e:
+        raise Invalid(f"must be IP[:PORT] ({e})") from None
+
+
+def _url_text(value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise Invalid("must be an http:// or https:// URL")
+
+
+SECONDS = Number(0, 3600, unit="of seconds")
+PORT = Number(1, 65535, low_inclusive=True, integer=True)
+EMAIL = Text("an e-mail address", check_text=_email_text)
+URL = Text("an http:// or https:// URL", check_text=_url_text)
+
+SCHEMA = Table(
+    {
+        "server": Text("a CA alias or directory URL", check_text=_server_text),
+        "ca_bundle": Text("the path of a PEM file"),
+        "email": EMAIL,
+        "timeout": SECONDS,
+        "notice_days": Number(0, 365, unit="of days", low_inclusive=True),
+        "checks": Table(
+            {
+                "http_port": PORT,
+                "resolvers": ListOf(
+                    Text("an IP[:PORT]", check_text=_resolver_text),
+                    example=' such as ["192.0.2.53"]',
+                ),
+            }
+        ),
+    }
+)
+
+
+def check_config(data: Mapping[str, Any], schema: Table, where: str = "") -> None:
+    """Check every key and value of `data` against `schema`; BadInput names the first bad one."""
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else key
+        rule = schema.keys.get(key)
+        if rule is None:
+            what = f"{schema.noun} {key!r}" if schema.noun else f"key {dotted!r}"
+            raise BadInput(f"unknown {what}{_suggestion(key, schema.keys)}")
+        if isinstance(rule, Table):
+            _check_table(value, rule, dotted)
+            continue
+        try:
+            rule.check(value)
+        except Invalid as e:
+            raise BadInput(f"invalid value: {dotted} {e}") from None
+    missing = [k for k in schema.required if k not in data]
+    if missing:
+        raise BadInput(f"[{where}] needs {missing[0]!r}")
+
+
+def _check_table(value: Any, rule: Table, dotted: str) -> None:
+    tables = value if rule.repeat and isinstance(value, list) else [value]
+    for table in tables:
+        if not isinstance(table, dict):
+            raise BadInput(f"[{dotted}] must be a table")
+        check_config(table, rule, dotted)
+
+
+def _suggestion(key: str, known: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(known)})"
+
+
 @dataclass
 class Settings:
     """Everything configurable, after merging file, environment and options."""
@@ -75,8 +280,13 @@ class Settings:
         return [parse_host_port(r, 53) for r in self.resolvers]
 
 
-def load_settings(path: Path | None, explicit: bool) -> Settings:
-    """Read the config file (a missing default file is fine, a missing explicit one is not)."""
+def load_settings(
+    path: Path | None, explicit: bool, tables: Mapping[str, Table] | None = None
+) -> Settings:
+    """Read and check the config file (a missing default file is fine, an explicit one is not).
+
+    `tables` are the schemas of tables that higher layers own (the [notify] channels).
+    """
     settings = Settings()
     if path is None:
         return settings
@@ -93,32 +303,18 @@ def load_settings(path: Path | None, explicit: bool) -> Settings:
         return settings
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"config file {path} is not valid TOML: {e}") from None
-    settings.raw = data
+    schema = Table({**SCHEMA.keys, **(tables or {})})
     try:
-        if "server" in data:
-            settings.server = str(data["server"])
-        if "ca_bundle" in data:
-            settings.ca_bundle = str(data["ca_bundle"])
-        if "email" in data:
-            settings.email = str(data["email"])
-        checks = data.get("checks", {})
-        if "resolvers" in checks:
-            if not isinstance(checks["resolvers"], list):
-                raise ValueError('checks.resolvers must be a list such as ["192.0.2.53"]')
-            settings.resolvers = [str(r) for r in checks["resolvers"]]
-        if "http_port" in checks:
-            settings.check_http_port = int(checks["http_port"])
-            if not 0 < settings.check_http_port < 65536:
-                raise ValueError("checks.http_port must be 1-65535")
-        if "timeout" in data:
-            settings.timeout = float(data["timeout"])
-        if "notice_days" in data:
-            settings.notice_days = float(data["notice_days"])
-    except (TypeError, ValueError, AttributeError) as e:
-        raise BadInput(f"config file {path}: invalid value ({e})") from None
-    try:
-        for resolver in settings.resolvers:
-            parse_host_port(resolver, 53)
+        check_config(data, schema)
     except BadInput as e:
         raise BadInput(f"config file {path}: {e}") from None
+    settings.raw = data
+    settings.server = str(data.get("server", settings.server))
+    settings.ca_bundle = data.get("ca_bundle", settings.ca_bundle)
+    settings.email = data.get("email", settings.email)
+    settings.timeout = float(data.get("timeout", settings.timeout))
+    settings.notice_days = float(data.get("notice_days", settings.notice_days))
+    checks = data.get("checks", {})
+    settings.resolvers = list(checks.get("resolvers", settings.resolvers))
+    settings.check_http_port = int(checks.get("http_port", settings.check_http_port))
     return settings

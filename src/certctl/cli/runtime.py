@@ -36,7 +36,10 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
 
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     explicit = opts["config"] is not None
-    settings = load_settings(Path(opts["config"] or default_config()), explicit)
+    from certctl import notify  # the [notify] table's schema: checked with the rest
+
+    config_path = Path(opts["config"] or default_config())
+    settings = load_settings(config_path, explicit, tables={"notify": notify.CONFIG})
     if opts["server"]:
         settings.server = opts["server"]
     if opts["ca_bundle"]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from certctl.config import Table, check_config
 from certctl.errors import BadInput
+from certctl.notify import command, email, webhook
 from certctl.notify.channel import SCHEMA, Channel, Notice
 from certctl.notify.command import CommandChannel
 from certctl.notify.email import EmailChannel
@@ -17,6 +19,7 @@ from certctl.notify.webhook import WebhookChannel
 
 __all__ = [
     "CHANNELS",
+    "CONFIG",
     "SCHEMA",
     "Channel",
     "CommandChannel",
@@ -34,11 +37,22 @@ CHANNELS: dict[str, type[EmailChannel] | type[WebhookChannel] | type[CommandChan
 }
 
 
+# The [notify] table's schema, checked when the config file is loaded (cli/runtime.py).
+CONFIG = Table(
+    {"email": email.CONFIG, "webhook": webhook.CONFIG, "command": command.CONFIG},
+    noun="notify channel",
+)
+
+
 def channels_from_config(raw: dict[str, Any]) -> list[Channel]:
     """Build the configured channels from the config file's [notify] table."""
     table = raw.get("notify", {})
     if not isinstance(table, dict):
         raise BadInput("config: [notify] must be a table")
+    try:
+        check_config(table, CONFIG, "notify")
+    except BadInput as e:
+        raise BadInput(f"config: {e}") from None
     result: list[Channel] = []
     for key, settings in table.items():
         if key not in CHANNELS:

@@ -7,8 +7,13 @@ import os
 import subprocess
 from typing import Any
 
+from certctl.config import SECONDS, Table, Text
 from certctl.errors import BadInput, OperationFailed
 from certctl.notify.channel import Notice
+
+CONFIG = Table(
+    {"command": Text("a shell command"), "timeout": SECONDS}, required=("command",), repeat=True
+)
 
 
 class CommandChannel:

@@ -5,8 +5,31 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from certctl.config import EMAIL, PORT, SECONDS, ListOf, Secret, Table, Text
 from certctl.errors import BadInput, OperationFailed
 from certctl.notify.channel import Notice, secret_from
+
+SECURITY = ("starttls", "tls", "none")
+CONFIG = Table(
+    {
+        "host": Text("a host name or address"),
+        "port": PORT,
+        "security": Text("a mode", choices=SECURITY),
+        "username": Text("a user name"),
+        "password": Secret(
+            "must not hold the password: put it in an environment variable (password_env) or"
+            " a file (password_file), not in the config file"
+        ),
+        "password_env": Text("the name of an environment variable"),
+        "password_file": Text("the path of a file"),
+        "from": EMAIL,
+        "to": ListOf(EMAIL, single=True),
+        "timeout": SECONDS,
+        "ca_bundle": Text("the path of a PEM file"),
+    },
+    required=("host", "to"),
+    repeat=True,
+)
 
 
 class EmailChannel:
@@ -24,7 +47,7 @@ class EmailChannel:
             raise BadInput(f"notify.email needs {e.args[0]!r}") from None
         self.port = int(table.get("port", 587))
         self.security = str(table.get("security", "starttls"))
-        if self.security not in ("starttls", "tls", "none"):
+        if self.security not in SECURITY:
             raise BadInput("notify.email.security must be starttls, tls or none")
         self.sender = str(table.get("from", f"certctl@{os.uname().nodename}"))
         self.username = table.get("username")

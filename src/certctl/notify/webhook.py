@@ -6,8 +6,13 @@ import json
 import time
 from typing import Any
 
+from certctl.config import SECONDS, URL, Headers, Table
 from certctl.errors import BadInput, OperationFailed
 from certctl.notify.channel import Notice
+
+CONFIG = Table(
+    {"url": URL, "timeout": SECONDS, "headers": Headers()}, required=("url",), repeat=True
+)
 
 
 class WebhookChannel:
