@@ -121,6 +121,16 @@ class AccountCalls(AcmeConnection):
         )
         return status_name(updated.body.status) if updated.body.status else "deactivated"
 
+    def update_contact(self, emails: list[str]) -> list[str]:
+        """RFC 8555 §7.3.2: replace the account's contact; returns the contact the CA now has."""
+        assert self.account_uri is not None
+        regr = messages.RegistrationResource(uri=self.account_uri, body=messages.Registration())
+        update = messages.Registration.from_data(email=",".join(emails))
+        updated = self.call(
+            "update the account contact", lambda: self.acme.update_registration(regr, update)
+        )
+        return list(updated.body.contact)
+
     def change_key(self, new_key_pem: bytes) -> None:
         """RFC 8555 §7.3.5 key rollover: inner JWS by the new key, outer by the current one."""
         from acme import jws

@@ -1,4 +1,4 @@
-"""certctl account register|show|deactivate|rollover, and certctl revoke."""
+"""certctl account register|update|show|deactivate|rollover, and certctl revoke."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def account_group() -> None:
       certctl account register --email ops@example.com --agree-tos
       certctl --server https://acme.zerossl.com/v2/DV90 account register --agree-tos \\
         --eab-kid KID --eab-hmac-key-env ZEROSSL_EAB_HMAC_KEY
+      certctl account update --email new-ops@example.com
       certctl account show
     """
 
@@ -65,6 +66,9 @@ def register_command(
 ) -> None:
     """Create the account at the CA (or show the one that exists).
 
+    On an existing account a different --email is refused (exit 2, nothing
+    changed): change the contact with 'certctl account update --email ADDR'.
+
     The EAB HMAC key is read from a variable or a file, never from an argument,
     and is neither printed nor stored.
 
@@ -85,6 +89,32 @@ def register_command(
         render.print_json(report.to_json())
     else:
         render.account_report(report, "register")
+
+
+@account_group.command("update")
+@click.option("--email", required=True, metavar="ADDR", help="The new contact e-mail address.")
+@json_option
+@click.pass_context
+def update_command(ctx: click.Context, email: str, json_output: bool) -> None:
+    """Change the account's contact e-mail at the CA (RFC 8555 §7.3.2).
+
+    The CA replaces the account's contact with the new address; the store
+    records it too. The account, its key and its certificates stay as they are.
+
+    \b
+    Examples:
+      certctl account update --email new-ops@example.com
+      certctl --server letsencrypt-staging account update --email ops@example.com --json
+    """
+    from certctl.cli import render
+    from certctl.cli.runtime import build_context
+    from certctl.ops import accounts
+
+    report = accounts.update(build_context(ctx, json_output=json_output), email)
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.account_report(report, "update")
 
 
 @account_group.command("show")

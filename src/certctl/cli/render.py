@@ -367,6 +367,7 @@ def account_report(report: AccountReport, command: str) -> None:
     headline = {
         "register": "Existing ACME account" if report.existing else "Registered ACME account",
         "deactivate": "Deactivated ACME account",
+        "update": "Updated the contact of ACME account",
     }.get(command, "ACME account")
     if command == "deactivate" and report.existing:
         headline = "Already deactivated: ACME account"

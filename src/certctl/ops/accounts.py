@@ -370,11 +370,53 @@ def register(
 
 def _existing(ctx: Context, stored: Stored, request: RegisterRequest) -> AccountReport:
     """Report the account that exists; say so when options for a new one were given."""
+    if request.email and request.email != stored[0].email:
+        current = stored[0].email or "none"
+        raise BadInput(
+            f"an account already exists for {stored[0].server} (contact {current}):"
+            f" register did not change it; to change the contact run"
+            f" 'certctl account update --email {request.email}'"
+        )
     if request.eab is not None:
         ctx.reporter.warn(
             f"an account already exists for {stored[0].server}: --eab-kid was not used"
         )
     return _report(*stored, existing=True)
+
+
+# ---- update (contact) --------------------------------------------------------
+
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,.]+")
+
+
+def check_email(email: str) -> str:
+    """A minimal syntax check of a contact address (local@domain.tld); the CA checks the rest."""
+    if not _EMAIL.fullmatch(email):
+        raise BadInput(f"invalid e-mail address {email!r}: expected one such as ops@example.com")
+    return email
+
+
+def update(ctx: Context, email: str) -> AccountReport:
+    """RFC 8555 §7.3.2: replace the account's contact at the CA, then in the store."""
+    check_email(email)
+    server = ctx.settings.server_url
+    stored = ctx.store.read_account(server) if ctx.store.exists() else None
+    if stored is None:
+        raise _no_account(server)
+    with ctx.store.account_lock(server):
+        stored = ctx.store.read_account(server)
+        if stored is None:
+            raise _no_account(server)
+        if stored[0].status == DEACTIVATED:
+            raise BadInput(
+                f"the account {stored[0].uri} is deactivated: register a new one with"
+                " 'certctl account register --agree-tos'"
+            )
+        session, stored = _logged_in(ctx, server, locked=True)
+        contact = session.update_contact([email])
+        record = replace(stored[0], email=email)
+        ctx.store.write_account(record)
+    return _report(record, stored[1], contact=contact, source="ca")
 
 
 # ---- show, deactivate --------------------------------------------------------
