@@ -28,6 +28,7 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
     from certctl.cli.render import CliReporter
     from certctl.config import load_settings
     from certctl.context import Context
+    from certctl.notify import CONFIG as NOTIFY_CONFIG
     from certctl.store import Store
 
     opts = click_ctx.find_root().obj
@@ -36,10 +37,8 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
 
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     explicit = opts["config"] is not None
-    from certctl import notify  # the [notify] table's schema: checked with the rest
-
-    config_path = Path(opts["config"] or default_config())
-    settings = load_settings(config_path, explicit, tables={"notify": notify.CONFIG})
+    config = Path(opts["config"] or default_config())
+    settings = load_settings(config, explicit, tables={"notify": NOTIFY_CONFIG})  # all checked
     if opts["server"]:
         settings.server = opts["server"]
     if opts["ca_bundle"]:
