@@ -23,6 +23,7 @@ from certctl.store.files import (
     to_toml,
     write_failed,
 )
+from certctl.store.origin import origin_of, read_toml, settle_on, stored_origin, with_origin
 
 _VERSION_DIR = re.compile(r"[0-9]{1,9}")
 
@@ -110,29 +111,46 @@ class Store(StoreAccounts):
         return record
 
     def _reconcile(self, record: CertRecord) -> None:
-        """Make `record.current` describe the live version after an interrupted update.
+        """Make the record describe the live version after an interrupted update.
 
-        The live switch is the commit point: a crash between it and the metadata
-        write leaves meta.toml describing the previous version. The facts of each
-        version are also kept in its own info.toml, so they are taken from there, and
-        an order whose key is now live is known to be complete.
+        The live switch is the commit point, in both directions: a crash between it
+        and the metadata write leaves meta.toml describing the previous version, and
+        `upload --replace` writes meta.toml ahead of the switch, so a crash before it
+        leaves meta.toml describing a version that never went live. Each version keeps
+        its facts and origin (source, key type, validation) in its own info.toml, so
+        they are taken from the live one; an order whose key is now live is complete,
+        and an uploaded certificate ends any order.
         """
         live = self.live_version(record.name)
         if live is None or (record.current is not None and record.current.version == live):
             return
         directory = self._cert_dir(record.name) / "versions" / str(live)
-        try:
-            import tomllib
-
-            facts = tomllib.loads((directory / "info.toml").read_text("utf-8"))
-            record.current = Current.from_dict({**facts, "version": live})
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        info = read_toml(directory / "info.toml")
+        if info is None or not settle_on(record, live, info):
             return  # an older version without info.toml: keep what meta.toml says
-        if record.current.names and set(record.current.names) != set(record.domains):
-            record.domains = list(record.current.names)
         pending = self.read_pending_key(record.name)
         if pending is not None and pending == (directory / "privkey.pem").read_bytes():
             record.order = None  # the order's certificate is the live one: it is done
+
+    def keep_origin(self, record: CertRecord) -> None:
+        """Record in the live version's info.toml the facts and origin `record` gives it.
+
+        Needed before meta.toml is written ahead of a live switch (`upload --replace`):
+        if the switch never happens, the record is settled back on this. Versions stored
+        before info.toml carried the origin get it here; newer ones already have it.
+        """
+        live = self.live_version(record.name)
+        if live is None or record.current is None or record.current.version != live:
+            return
+        path = self._cert_dir(record.name) / "versions" / str(live) / "info.toml"
+        info = with_origin(record, live, read_toml(path))
+        if info is None:
+            return
+        try:
+            atomic_write(path, to_toml(info).encode(), META_MODE)
+        except OSError as e:
+            raise write_failed(f"write version {live} of {record.name!r}", e) from e
+        fault_point("origin-after")
 
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), fast for large stores.
@@ -194,12 +212,21 @@ class Store(StoreAccounts):
         return int(tail) if _VERSION_DIR.fullmatch(tail) else None
 
     def add_version(
-        self, name: str, *, cert: bytes, chain: bytes, key: bytes, facts: Current | None = None
+        self,
+        name: str,
+        *,
+        cert: bytes,
+        chain: bytes,
+        key: bytes,
+        facts: Current | None = None,
+        record: CertRecord | None = None,
     ) -> int:
         """Store a new version (built under a temp name, renamed whole); returns its number.
 
-        `facts` (dates, serial, issuer...) are kept with the version, so the live
-        switch alone commits a certificate, its key and what certctl knows of it.
+        `facts` (dates, serial, issuer...) are kept with the version, with the origin
+        (source, key type, validation) of `record`, or of the stored record when none
+        is given, so the live switch alone commits a certificate, its key and what
+        certctl knows of it.
         """
         versions_dir = self._cert_dir(name) / "versions"
         self._mkdir(self._cert_dir(name))
@@ -215,7 +242,9 @@ class Store(StoreAccounts):
                 "fullchain.pem": (cert + chain, CERT_MODE),
             }
             if facts is not None:
-                info = {**facts.to_dict(), "version": number}
+                meta = self._cert_dir(name) / "meta.toml"
+                origin = origin_of(record) if record is not None else stored_origin(meta)
+                info = {**facts.to_dict(), "version": number, **origin}
                 files["info.toml"] = (to_toml(info).encode(), META_MODE)
             for filename, (data, mode) in files.items():
                 atomic_write(tmp / filename, data, mode)

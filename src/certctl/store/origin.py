@@ -1,0 +1,72 @@
+"""What each version keeps of its record in its info.toml, and settling a record on it.
+
+A version's info.toml holds the certificate's facts (dates, serial, names...) and its
+origin: the source, key type and validation of the record it was stored under. The
+live switch is the commit point, so after a crash the record is made to describe the
+live version from there (see Store._reconcile).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from certctl.models import SOURCE_UPLOAD, CertRecord, Current
+
+ORIGIN = ("source", "key_type", "validation")
+
+
+def origin_of(record: CertRecord) -> dict[str, Any]:
+    """What a version keeps of its record: source, key type and validation."""
+    data = record.to_dict()
+    return {k: data[k] for k in ORIGIN if k in data}
+
+
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """A TOML file's table, or None when it is missing or unreadable."""
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def stored_origin(meta: Path) -> dict[str, Any]:
+    """The origin fields of a meta.toml as stored (empty when missing or unreadable)."""
+    data = read_toml(meta) or {}
+    return {k: data[k] for k in ORIGIN if k in data}
+
+
+def settle_on(record: CertRecord, live: int, info: dict[str, Any]) -> bool:
+    """Make `record` describe version `live` from its info.toml; False when that is damaged.
+
+    Without an origin (versions stored before info.toml carried one) the record's
+    source and validation stay as they are. An uploaded version ends any order.
+    """
+    try:
+        current = Current.from_dict({**info, "version": live})
+        origin = CertRecord.from_dict(
+            {"name": record.name, "domains": [], **{k: info[k] for k in ORIGIN if k in info}}
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
+    record.current = current
+    if current.names and set(current.names) != set(record.domains):
+        record.domains = list(current.names)
+    if "source" in info:
+        record.source, record.key_type = origin.source, origin.key_type
+        record.validation = origin.validation
+        if record.source == SOURCE_UPLOAD:
+            record.order = None
+    return True
+
+
+def with_origin(
+    record: CertRecord, live: int, info: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The live version's info.toml completed with `record`'s origin; None when it has one."""
+    if info is not None and "source" in info:
+        return None
+    assert record.current is not None
+    return {**record.current.to_dict(), **(info or {}), "version": live, **origin_of(record)}

@@ -1,0 +1,272 @@
+"""`upload --replace`: what it may take away, and what a kill -9 in the middle leaves.
+
+A replacement that drops names or ends certctl's ACME renewal needs --drop-names /
+--stop-renewal (or a yes on a terminal); without them, when stdin is not a terminal,
+it is refused with exit 2 and the store is unchanged. The record and the live switch
+commit together: SIGKILL at each write step (CERTCTL_TEST_FAULT) leaves the record's
+source and renewal method those of the live version, so renew-due never renews over
+an uploaded certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from cryptography import x509
+
+from certctl.store import Store
+from test_crash_safety import assert_live_pair, doctor
+from test_upload_cli import listed, one_error_line, snapshot, upload, write
+
+from certfactory import Issued, make_leaf, private_key
+from conftest import CERTCTL, Certctl, standalone, unique
+from pebble import PebbleServer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """render.console() caches a Console per stream id; CliRunner swaps streams per run."""
+    from certctl.cli import render
+
+    monkeypatch.setattr(render, "_consoles", {}, raising=False)
+
+
+def bundle(directory: Path, leaf: Issued, filename: str = "b.pem") -> Path:
+    return write(directory, filename, leaf.bundle_pem())
+
+
+def live_serial(store: Path, cert_name: str) -> str:
+    cert = x509.load_pem_x509_certificate(
+        (store / "certs" / cert_name / "live" / "cert.pem").read_bytes()
+    )
+    return format(cert.serial_number, "x")
+
+
+# ---- dropping names -------------------------------------------------------------
+
+
+@pytest.fixture
+def shop(offline: Certctl, tmp_path: Path) -> Certctl:
+    """An uploaded certificate `shop` for shop.example.com and www.shop.example.com."""
+    first = make_leaf("shop.example.com", "www.shop.example.com", key=private_key("ec256", 70))
+    result = upload(offline, "shop", "--bundle", bundle(tmp_path / "seed", first))
+    assert result.exit_code == 0, result.stderr
+    return offline
+
+
+def test_replace_that_drops_names_needs_drop_names(shop: Certctl, tmp_path: Path) -> None:
+    narrower = make_leaf("shop.example.com", key=private_key("ec256", 71))
+    path = bundle(tmp_path, narrower)
+    before = snapshot(shop.store)
+    line = one_error_line(upload(shop, "shop", "--bundle", path, "--replace"))
+    assert "would drop www.shop.example.com" in line and "--drop-names" in line
+    assert "--stop-renewal" not in line  # an upload over an upload ends no renewal
+    assert snapshot(shop.store) == before
+
+    result = upload(shop, "shop", "--bundle", path, "--replace", "--drop-names", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["names"] == ["shop.example.com"]
+    assert listed(shop, "shop")["domains"] == ["shop.example.com"]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(
+            ("shop.example.com", "www.shop.example.com", "api.shop.example.com"), id="more"
+        ),
+        pytest.param(("www.shop.example.com", "shop.example.com"), id="same-reordered"),
+        pytest.param(("shop.example.com", "*.shop.example.com"), id="wildcard-covers"),
+    ],
+)
+def test_replace_that_keeps_every_name_needs_no_flag(
+    shop: Certctl, tmp_path: Path, names: tuple[str, ...]
+) -> None:
+    wider = make_leaf(*names, key=private_key("ec256", 72))
+    result = upload(shop, "shop", "--bundle", bundle(tmp_path, wider), "--replace")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""  # silently: nothing is lost
+    assert listed(shop, "shop")["domains"] == list(names)
+
+
+def _on_a_terminal(cx: Certctl, args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run certctl with a pseudo-terminal as stdin, answer the prompt; (exit code, stderr)."""
+    controller, terminal = pty.openpty()
+    env = {**os.environ, **cx.env()}
+    env.pop("CERTCTL_DEBUG", None)
+    proc = subprocess.Popen(
+        [*CERTCTL, *args], stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    os.close(terminal)
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in seen and time.monotonic() < deadline:  # the prompt is on stderr
+        ready, _, _ = select.select([proc.stderr], [], [], 1)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+    os.write(controller, answer)
+    _, rest = proc.communicate(timeout=60)
+    os.close(controller)
+    return proc.returncode, (seen + rest).decode()
+
+
+def test_on_a_terminal_certctl_asks_before_dropping_names(shop: Certctl, tmp_path: Path) -> None:
+    narrower = make_leaf("shop.example.com", key=private_key("ec256", 73))
+    args = ["upload", "shop", "--bundle", str(bundle(tmp_path, narrower)), "--replace"]
+    before = snapshot(shop.store)
+    code, stderr = _on_a_terminal(shop, args, b"n\n")
+    assert "Replace shop? That would drop www.shop.example.com" in stderr
+    assert (code, "error: 'shop' was not replaced" in stderr) == (2, True), stderr
+    assert snapshot(shop.store) == before
+
+    code, stderr = _on_a_terminal(shop, args, b"y\n")
+    assert code == 0, stderr
+    assert listed(shop, "shop")["domains"] == ["shop.example.com"]
+
+
+# ---- over an ACME certificate -------------------------------------------------------
+
+
+def _obtained(certctl: Certctl, pebble: PebbleServer, label: str) -> tuple[str, dict[str, Any]]:
+    domain = unique(label)
+    issued = certctl.json("obtain", "-d", domain, *standalone(pebble))
+    return domain, issued
+
+
+def test_replace_over_acme_needs_stop_renewal(
+    certctl: Certctl, pebble: PebbleServer, tmp_path: Path
+) -> None:
+    domain, issued = _obtained(certctl, pebble, "us")
+    other = f"other-{domain}"
+    same_names = bundle(tmp_path, make_leaf(domain, key=private_key("ec256", 74)), "same.pem")
+    fewer = bundle(tmp_path, make_leaf(other, key=private_key("ec256", 75)), "other.pem")
+    before = snapshot(certctl.store)
+
+    proc = certctl.run("upload", domain, "--bundle", str(same_names), "--replace")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: replacing '{domain}' would end its renewal")
+    assert "renews it automatically, http-01 standalone" in line
+    assert line.endswith("add --stop-renewal to replace it anyway")
+    assert snapshot(certctl.store) == before
+
+    proc = certctl.run("upload", domain, "--bundle", str(fewer), "--replace", "--stop-renewal")
+    assert proc.returncode == 2, proc.stderr
+    assert f"would drop {domain}" in proc.stderr and "add --drop-names" in proc.stderr
+    both = certctl.run("upload", domain, "--bundle", str(fewer), "--replace")
+    assert "add --stop-renewal --drop-names to replace it anyway" in both.stderr
+    assert snapshot(certctl.store) == before
+    assert live_serial(certctl.store, domain) == issued["serial"]
+
+    stored = certctl.json(
+        "upload", domain, "--bundle", str(same_names), "--replace", "--stop-renewal"
+    )
+    assert stored["version"] == 2
+    shown = certctl.json("show", domain)
+    assert (shown["source"], shown["validation"], shown["renewal"]["automatic"]) == (
+        "upload",
+        None,
+        False,
+    )
+
+
+# ---- kill -9 at each write step of `upload --replace` over an ACME certificate ---------
+
+# every write step, in order: the new version, (an old version's origin), record, live
+REPLACE_POINTS = [
+    "version-privkey.pem",
+    "version-cert.pem",
+    "version-chain.pem",
+    "version-fullchain.pem",
+    "version-info.toml",
+    "version-after",
+    "meta-before",
+    "meta-after",
+    "live-before",
+    "live-after",
+]
+# a version stored before info.toml kept its origin gets it first
+LEGACY_POINTS = ["origin-after", "meta-before", "meta-after", "live-before", "live-after"]
+
+
+def _strip_origin(store: Path, domain: str) -> None:
+    """Make version 1 look stored by an older certctl: info.toml without its origin."""
+    import tomllib
+
+    path = store / "certs" / domain / "versions" / "1" / "info.toml"
+    info = tomllib.loads(path.read_text())
+    assert info["source"] == "acme" and info["validation"]["method"] == "standalone"
+    for key in ("source", "key_type", "validation"):
+        info.pop(key)
+    path.write_text(tomli_w.dumps(info))
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    ("point", "legacy"),
+    [
+        *[pytest.param(p, False, id=p) for p in REPLACE_POINTS],
+        *[pytest.param(p, True, id=f"legacy-{p}") for p in LEGACY_POINTS],
+    ],
+)
+def test_replace_over_acme_killed_keeps_source_and_live_together(
+    certctl: Certctl, pebble: PebbleServer, tmp_path: Path, point: str, legacy: bool
+) -> None:
+    domain, issued = _obtained(certctl, pebble, "uk")
+    certctl.run("set", domain, "--renew-before", "1000", check=True)  # due, were it ACME
+    if legacy:
+        _strip_origin(certctl.store, domain)
+    new = make_leaf(domain, key=private_key("ec256", 76))
+    args = ["upload", domain, "--bundle", str(bundle(tmp_path, new)), "--replace"]
+    proc = certctl.run(*args, "--stop-renewal", extra_env={"CERTCTL_TEST_FAULT": point})
+    assert proc.returncode == -9, (point, proc.returncode, proc.stderr)
+
+    doctor(certctl)
+    cert = assert_live_pair(certctl.store, domain)
+    assert cert in (new.cert, x509.load_pem_x509_certificate(issued_pem(certctl, domain)))
+    uploaded = cert == new.cert
+    switched = point == "live-after"
+    assert uploaded == switched, point
+    expected = "upload" if uploaded else "acme"
+
+    shown = certctl.json("show", domain)
+    assert shown["source"] == expected, shown
+    assert shown["certificate"]["serial"] == format(cert.serial_number, "x")
+    assert shown["renewal"]["automatic"] is (not uploaded)
+    assert shown["validation"] == (None if uploaded else "http-01 standalone")
+    assert (shown["live_version"], shown["key_type"]) == (2 if uploaded else 1, "ec256")
+    entry = listed(certctl, domain)
+    assert entry["source"] == expected
+    assert entry["renewal"] == ("manual (upload)" if uploaded else "http-01 standalone")
+
+    if uploaded:  # renew-due watches the upload and never renews over it
+        run = certctl.run("renew-due", "--json")
+        assert run.returncode == 0, run.stderr
+        report = json.loads(run.stdout)
+        assert report["checked"] == 1
+        assert [c for c in report["certificates"] if c["action"] == "renewed"] == [], report
+        assert Store(certctl.store).versions(domain) == [1, 2]
+        assert live_serial(certctl.store, domain) == format(new.cert.serial_number, "x")
+    else:  # still the ACME certificate, fully: a rerun replaces it as if nothing happened
+        assert live_serial(certctl.store, domain) == issued["serial"]
+        again = certctl.json(*args, "--stop-renewal")
+        assert again["replaced"] is True
+        assert certctl.json("show", domain)["source"] == "upload"
+    doctor(certctl)
+
+
+def issued_pem(certctl: Certctl, domain: str) -> bytes:
+    return (certctl.store / "certs" / domain / "versions" / "1" / "cert.pem").read_bytes()
