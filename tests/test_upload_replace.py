@@ -5,7 +5,7 @@ A replacement that drops names or ends certctl's ACME renewal needs --drop-names
 it is refused with exit 2 and the store is unchanged. The record and the live switch
 commit together: SIGKILL at each write step (CERTCTL_TEST_FAULT) leaves the record's
 source and renewal method those of the live version, so renew-due never renews over
-an uploaded certificate.
+an uploaded certificate, and an ACME record is back whole when live did not move.
 """
 
 from __future__ import annotations
@@ -181,25 +181,38 @@ def test_replace_over_acme_needs_stop_renewal(
         None,
         False,
     )
+    # rolled back by hand (README "Store layout"): the ACME record comes back with it
+    cert_dir = certctl.store / "certs" / domain
+    os.symlink("versions/1", cert_dir / "live.tmp")
+    os.replace(cert_dir / "live.tmp", cert_dir / "live")
+    shown = certctl.json("show", domain)
+    assert (shown["source"], shown["validation"], shown["renewal"]["automatic"]) == (
+        "acme",
+        "http-01 standalone",
+        True,
+    )
+    assert shown["certificate"]["serial"] == issued["serial"]
+    doctor(certctl)
 
 
 # ---- kill -9 at each write step of `upload --replace` over an ACME certificate ---------
 
-# every write step, in order: the new version, (an old version's origin), record, live
+# every write step, in order: the new version (with the record it replaces), record, live
 REPLACE_POINTS = [
     "version-privkey.pem",
     "version-cert.pem",
     "version-chain.pem",
     "version-fullchain.pem",
     "version-info.toml",
+    "version-previous.toml",
     "version-after",
     "meta-before",
     "meta-after",
     "live-before",
     "live-after",
 ]
-# a version stored before info.toml kept its origin gets it first
-LEGACY_POINTS = ["origin-after", "meta-before", "meta-after", "live-before", "live-after"]
+# the same over a version stored before info.toml kept its origin (source, validation)
+LEGACY_POINTS = ["meta-before", "meta-after", "live-before", "live-after"]
 
 
 def _strip_origin(store: Path, domain: str) -> None:
@@ -229,6 +242,7 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
     certctl.run("set", domain, "--renew-before", "1000", check=True)  # due, were it ACME
     if legacy:
         _strip_origin(certctl.store, domain)
+    record_before = Store(certctl.store).read(domain).to_dict()
     new = make_leaf(domain, key=private_key("ec256", 76))
     args = ["upload", domain, "--bundle", str(bundle(tmp_path, new)), "--replace"]
     proc = certctl.run(*args, "--stop-renewal", extra_env={"CERTCTL_TEST_FAULT": point})
@@ -262,6 +276,7 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
         assert live_serial(certctl.store, domain) == format(new.cert.serial_number, "x")
     else:  # still the ACME certificate, fully: a rerun replaces it as if nothing happened
         assert live_serial(certctl.store, domain) == issued["serial"]
+        assert Store(certctl.store).read(domain).to_dict() == record_before  # all of it
         again = certctl.json(*args, "--stop-renewal")
         assert again["replaced"] is True
         assert certctl.json("show", domain)["source"] == "upload"

@@ -184,6 +184,7 @@ def upload(ctx: Context, request: UploadRequest, confirm: Confirm | None = None)
         if request.deploy_hook is not None:
             record.deploy_hook = request.deploy_hook or None
         facts = facts_of(info)
+        replacing_live = existing is not None and existing.current is not None
         version = ctx.store.add_version(
             name,
             cert=material.cert_pem(),
@@ -191,13 +192,13 @@ def upload(ctx: Context, request: UploadRequest, confirm: Confirm | None = None)
             key=material.key_pem,
             facts=facts,
             record=record,
+            previous=existing if replacing_live else None,
         )
         facts.version = version
         record.current = facts
-        if existing is not None and existing.current is not None:
+        if replacing_live:
             # The live switch commits: the record goes first, and until the switch the
-            # store reads the old version's record back from its info.toml.
-            ctx.store.keep_origin(existing)
+            # store reads the record it replaced back from the new version.
             ctx.store.write(record)
             ctx.store.switch_live(name, version)
         else:  # nothing live to fall back on: live first, a missing record is re-made

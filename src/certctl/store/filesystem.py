@@ -23,7 +23,7 @@ from certctl.store.files import (
     to_toml,
     write_failed,
 )
-from certctl.store.origin import origin_of, read_toml, settle_on, stored_origin, with_origin
+from certctl.store.origin import origin_of, previous_record, read_toml, settle_on, stored_origin
 
 _VERSION_DIR = re.compile(r"[0-9]{1,9}")
 
@@ -107,50 +107,35 @@ class Store(StoreAccounts):
             ) from e
         if record.name != name:
             raise StoreError(f"metadata of {name!r} names {record.name!r} ({path}): damaged")
-        self._reconcile(record)
-        return record
+        return self._reconcile(record)
 
-    def _reconcile(self, record: CertRecord) -> None:
-        """Make the record describe the live version after an interrupted update.
+    def _reconcile(self, record: CertRecord) -> CertRecord:
+        """The record as it describes the live version, after an interrupted update.
 
-        The live switch is the commit point, in both directions: a crash between it
-        and the metadata write leaves meta.toml describing the previous version, and
-        `upload --replace` writes meta.toml ahead of the switch, so a crash before it
-        leaves meta.toml describing a version that never went live. Each version keeps
-        its facts and origin (source, key type, validation) in its own info.toml, so
-        they are taken from the live one; an order whose key is now live is complete,
-        and an uploaded certificate ends any order.
+        The live switch is the commit point, in both directions. A crash between it
+        and the metadata write leaves meta.toml describing the previous version: each
+        version keeps its facts and origin (source, key type, validation) in its own
+        info.toml, so they are taken from there. `upload --replace` writes meta.toml
+        ahead of the switch, keeping the record it replaces in the new version's
+        previous.toml: if live never moved (or was moved back by hand), that record
+        is the truth again.
         """
         live = self.live_version(record.name)
         if live is None or (record.current is not None and record.current.version == live):
-            return
-        directory = self._cert_dir(record.name) / "versions" / str(live)
+            return record
+        versions = self._cert_dir(record.name) / "versions"
+        if record.current is not None:
+            previous = previous_record(versions / str(record.current.version), record.name, live)
+            if previous is not None:
+                return previous
+        directory = versions / str(live)
         info = read_toml(directory / "info.toml")
         if info is None or not settle_on(record, live, info):
-            return  # an older version without info.toml: keep what meta.toml says
+            return record  # an older version without info.toml: keep what meta.toml says
         pending = self.read_pending_key(record.name)
         if pending is not None and pending == (directory / "privkey.pem").read_bytes():
             record.order = None  # the order's certificate is the live one: it is done
-
-    def keep_origin(self, record: CertRecord) -> None:
-        """Record in the live version's info.toml the facts and origin `record` gives it.
-
-        Needed before meta.toml is written ahead of a live switch (`upload --replace`):
-        if the switch never happens, the record is settled back on this. Versions stored
-        before info.toml carried the origin get it here; newer ones already have it.
-        """
-        live = self.live_version(record.name)
-        if live is None or record.current is None or record.current.version != live:
-            return
-        path = self._cert_dir(record.name) / "versions" / str(live) / "info.toml"
-        info = with_origin(record, live, read_toml(path))
-        if info is None:
-            return
-        try:
-            atomic_write(path, to_toml(info).encode(), META_MODE)
-        except OSError as e:
-            raise write_failed(f"write version {live} of {record.name!r}", e) from e
-        fault_point("origin-after")
+        return record
 
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), fast for large stores.
@@ -220,13 +205,15 @@ class Store(StoreAccounts):
         key: bytes,
         facts: Current | None = None,
         record: CertRecord | None = None,
+        previous: CertRecord | None = None,
     ) -> int:
         """Store a new version (built under a temp name, renamed whole); returns its number.
 
         `facts` (dates, serial, issuer...) are kept with the version, with the origin
         (source, key type, validation) of `record`, or of the stored record when none
         is given, so the live switch alone commits a certificate, its key and what
-        certctl knows of it.
+        certctl knows of it. `previous` is the record this version replaces, kept for
+        a record written ahead of the switch (see _reconcile).
         """
         versions_dir = self._cert_dir(name) / "versions"
         self._mkdir(self._cert_dir(name))
@@ -246,6 +233,8 @@ class Store(StoreAccounts):
                 origin = origin_of(record) if record is not None else stored_origin(meta)
                 info = {**facts.to_dict(), "version": number, **origin}
                 files["info.toml"] = (to_toml(info).encode(), META_MODE)
+            if previous is not None:
+                files["previous.toml"] = (to_toml(previous.to_dict()).encode(), META_MODE)
             for filename, (data, mode) in files.items():
                 atomic_write(tmp / filename, data, mode)
                 fault_point(f"version-{filename}")

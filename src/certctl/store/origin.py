@@ -1,9 +1,10 @@
-"""What each version keeps of its record in its info.toml, and settling a record on it.
+"""What each version keeps of its record, and settling a record on the live version.
 
 A version's info.toml holds the certificate's facts (dates, serial, names...) and its
-origin: the source, key type and validation of the record it was stored under. The
-live switch is the commit point, so after a crash the record is made to describe the
-live version from there (see Store._reconcile).
+origin: the source, key type and validation of the record it was stored under. A
+version stored by `upload --replace` also keeps the record it replaced (previous.toml).
+The live switch is the commit point, so after a crash the record is made to describe
+the live version from these (see Store._reconcile).
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ def settle_on(record: CertRecord, live: int, info: dict[str, Any]) -> bool:
     return True
 
 
-def with_origin(
-    record: CertRecord, live: int, info: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """The live version's info.toml completed with `record`'s origin; None when it has one."""
-    if info is not None and "source" in info:
+def previous_record(ahead: Path, name: str, live: int) -> CertRecord | None:
+    """The record that version `ahead` replaced, when it describes version `live`."""
+    data = read_toml(ahead / "previous.toml")
+    try:
+        previous = CertRecord.from_dict(data) if data is not None else None
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    assert record.current is not None
-    return {**record.current.to_dict(), **(info or {}), "version": live, **origin_of(record)}
+    if previous is None or previous.name != name or previous.current is None:
+        return None
+    return previous if previous.current.version == live else None
