@@ -10,12 +10,14 @@ an uploaded certificate, and an ACME record is back whole when live did not move
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pty
 import select
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import pytest
 import tomli_w
 from cryptography import x509
 
+from certctl.models import SOURCE_UPLOAD, CertRecord, Current, OrderState, Validation
 from certctl.store import Store
 from test_crash_safety import assert_live_pair, doctor
 from test_upload_cli import listed, one_error_line, snapshot, upload, write
@@ -285,3 +288,97 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
 
 def issued_pem(certctl: Certctl, domain: str) -> bytes:
     return (certctl.store / "certs" / domain / "versions" / "1" / "cert.pem").read_bytes()
+
+
+# ---- the store: the live switch commits the record, in both directions ----------------
+
+WHEN = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _facts(serial: str) -> Current:
+    return Current(
+        version=0,
+        serial=serial,
+        not_before=WHEN,
+        not_after=WHEN + timedelta(days=90),
+        issuer="Test CA",
+        fingerprint=serial * 16,
+        names=["web.example.com"],
+    )
+
+
+def _stored(store: Store, described: CertRecord, serial: str, **kw: Any) -> CertRecord:
+    """Add a version (add_version's kw as given); a copy of `described` naming it current."""
+    facts = _facts(serial)
+    facts.version = store.add_version(
+        "web", cert=serial.encode(), chain=b"", key=b"K" + serial.encode(), facts=facts, **kw
+    )
+    described = copy.deepcopy(described)
+    described.current = facts
+    return described
+
+
+def _info(store: Store, version: int) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(
+        (store.root / "certs/web/versions" / str(version) / "info.toml").read_text()
+    )
+
+
+def test_store_settles_a_record_written_ahead_back_on_the_live_version(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store", warn=lambda message: None)
+    store.ensure()
+    ordered = CertRecord(
+        name="web",
+        domains=["web.example.com"],
+        validation=Validation(method="webroot", webroot="/var/www"),
+        renew_before_days=20,
+        renewal={"last_renewed": WHEN},
+    )
+    store.write(ordered)  # as `order` does, before the certificate is stored
+    acme = _stored(store, ordered, "01")  # origin taken from the stored record
+    store.switch_live("web", 1)
+    store.write(acme)
+    assert (_info(store, 1)["source"], _info(store, 1)["validation"]["method"]) == (
+        "acme",
+        "webroot",
+    )
+
+    uploaded = copy.deepcopy(acme)
+    uploaded.source, uploaded.renewal = SOURCE_UPLOAD, {}
+    uploaded = _stored(store, uploaded, "02", record=uploaded, previous=acme)
+    store.write(uploaded)  # ahead of a live switch that never happens
+    assert store.read("web").to_dict() == acme.to_dict()  # all of it, as it was
+
+    # a version stored now (a renewal) takes the origin of the settled record, not meta.toml's
+    _stored(store, acme, "03")
+    assert _info(store, 3)["source"] == "acme"
+
+    store.switch_live("web", 2)  # the switch happens: the record written ahead is true
+    assert store.read("web").to_dict() == uploaded.to_dict()
+    store.switch_live("web", 1)  # and rolled back by hand: the ACME record again
+    assert store.read("web").to_dict() == acme.to_dict()
+
+
+def test_store_settles_a_record_behind_on_an_uploaded_live_version(tmp_path: Path) -> None:
+    """Live switched to an upload, meta.toml not yet written: it still names ACME and an order."""
+    store = Store(tmp_path / "store", warn=lambda message: None)
+    store.ensure()
+    pending = CertRecord(
+        name="web",
+        domains=["web.example.com"],
+        validation=Validation(method="standalone"),
+        order=OrderState(url="https://acme.test/order/1", status="pending", finalize_url="f"),
+    )
+    store.write(pending)
+    uploaded = copy.deepcopy(pending)
+    uploaded.source, uploaded.order = SOURCE_UPLOAD, None
+    _stored(store, pending, "01", record=uploaded)
+    store.switch_live("web", 1)
+    settled = store.read("web")
+    assert (settled.source, settled.order, settled.current and settled.current.serial) == (
+        SOURCE_UPLOAD,
+        None,
+        "01",
+    )

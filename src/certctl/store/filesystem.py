@@ -23,7 +23,7 @@ from certctl.store.files import (
     to_toml,
     write_failed,
 )
-from certctl.store.origin import origin_of, previous_record, read_toml, settle_on, stored_origin
+from certctl.store.origin import origin_of, previous_record, read_toml, settle_on
 
 _VERSION_DIR = re.compile(r"[0-9]{1,9}")
 
@@ -229,8 +229,7 @@ class Store(StoreAccounts):
                 "fullchain.pem": (cert + chain, CERT_MODE),
             }
             if facts is not None:
-                meta = self._cert_dir(name) / "meta.toml"
-                origin = origin_of(record) if record is not None else stored_origin(meta)
+                origin = origin_of(record or self._stored(name))
                 info = {**facts.to_dict(), "version": number, **origin}
                 files["info.toml"] = (to_toml(info).encode(), META_MODE)
             if previous is not None:
@@ -247,6 +246,13 @@ class Store(StoreAccounts):
             raise write_failed(f"store the new certificate of {name!r}", e) from e
         fault_point("version-after")
         return number
+
+    def _stored(self, name: str) -> CertRecord | None:
+        """The record as read (settled on the live version), or None when there is none."""
+        try:
+            return self.read(name)
+        except CertctlError:
+            return None
 
     def unswitched_version(self, name: str, cert: bytes, key: bytes) -> int | None:
         """A complete version newer than live holding exactly this certificate and key."""

@@ -17,8 +17,10 @@ from certctl.models import SOURCE_UPLOAD, CertRecord, Current
 ORIGIN = ("source", "key_type", "validation")
 
 
-def origin_of(record: CertRecord) -> dict[str, Any]:
+def origin_of(record: CertRecord | None) -> dict[str, Any]:
     """What a version keeps of its record: source, key type and validation."""
+    if record is None:
+        return {}
     data = record.to_dict()
     return {k: data[k] for k in ORIGIN if k in data}
 
@@ -31,12 +33,6 @@ def read_toml(path: Path) -> dict[str, Any] | None:
         return tomllib.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def stored_origin(meta: Path) -> dict[str, Any]:
-    """The origin fields of a meta.toml as stored (empty when missing or unreadable)."""
-    data = read_toml(meta) or {}
-    return {k: data[k] for k in ORIGIN if k in data}
 
 
 def settle_on(record: CertRecord, live: int, info: dict[str, Any]) -> bool:
