@@ -455,7 +455,7 @@ def test_replace_keeps_the_old_version_and_switches_live(offline: Certctl, tmp_p
     assert spki(old_key.public_key()) == spki(first.cert.public_key())
     assert listed(offline, "shop")["domains"] == ["shop.example.com", "www.shop.example.com"]
 
-    third = ok(upload(offline, "shop", "--bundle", b1, "--replace", "--json"))
+    third = ok(upload(offline, "shop", "--bundle", b1, "--replace", "--drop-names", "--json"))
     assert_json(json.loads(third.stdout), offline.store, "shop", first.cert, 2, version=3)
     assert os.readlink(cert_dir / "live") == "versions/3"
 
@@ -946,6 +946,7 @@ def test_replace_killed_at_any_point_leaves_a_consistent_certificate(
         "--bundle",
         str(new_bundle),
         "--replace",
+        "--drop-names",
         extra_env={"CERTCTL_TEST_FAULT": point},
     )
     assert proc.returncode == -9, (proc.returncode, proc.stderr)  # SIGKILL at the point

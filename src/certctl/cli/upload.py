@@ -51,6 +51,11 @@ def _passphrase(env_name: str | None, file_path: str | None, stdin_used: list[st
     return None
 
 
+def _confirm(question: str) -> bool:
+    """Ask on the terminal (stderr, so --json output stays one document)."""
+    return click.confirm(question, err=True)
+
+
 @click.command("upload")
 @click.argument("name")
 @click.option(
@@ -67,6 +72,16 @@ def _passphrase(env_name: str | None, file_path: str | None, stdin_used: list[st
 )
 @click.option("--passphrase-file", metavar="FILE", help="File holding the passphrase.")
 @click.option("--replace", is_flag=True, help="Store a new version over an existing name.")
+@click.option(
+    "--drop-names",
+    is_flag=True,
+    help="Allow a replacement that leaves out names of the current certificate.",
+)
+@click.option(
+    "--stop-renewal",
+    is_flag=True,
+    help="Allow replacing an ACME certificate, which certctl renews, with an upload.",
+)
 @click.option(
     "--strict", is_flag=True, help="Refuse (instead of warn) when an intermediate is missing."
 )
@@ -87,6 +102,8 @@ def upload_command(
     passphrase_env: str | None,
     passphrase_file: str | None,
     replace: bool,
+    drop_names: bool,
+    stop_renewal: bool,
     strict: bool,
     allow_expired: bool,
     deploy_hook: str | None,
@@ -94,10 +111,15 @@ def upload_command(
 ) -> None:
     """Store a certificate obtained elsewhere, after checking it; watched by renew-due.
 
+    A replacement that leaves out names needs --drop-names, and one over a
+    certificate certctl renews from ACME needs --stop-renewal (on a terminal
+    certctl asks instead).
+
     \b
     Examples:
       certctl upload shop --cert shop.crt --key shop.key --chain intermediate.crt
       certctl upload shop --bundle shop.pem --replace
+      certctl upload www --bundle www.pem --replace --stop-renewal   # over an ACME one
       CERT_PASS=... certctl upload shop --pkcs12 shop.pfx --passphrase-env CERT_PASS
       cat shop.pem | certctl upload shop --bundle - --json
     """
@@ -119,10 +141,12 @@ def upload_command(
         strict=strict,
         allow_expired=allow_expired,
         replace=replace,
+        drop_names=drop_names,
+        stop_renewal=stop_renewal,
         deploy_hook=deploy_hook,
     )
     context = build_context(ctx, json_output=json_output)
-    report = upload(context, request)
+    report = upload(context, request, _confirm if context.interactive else None)
     for warning in report.warnings:
         context.reporter.warn(warning)
     if json_output:

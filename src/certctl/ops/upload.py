@@ -6,6 +6,8 @@ stores a new version, switches live and reports. A refused upload changes nothin
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,10 @@ from certctl.context import Context
 from certctl.errors import BadInput
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.policy.names import check_cert_name
+
+Confirm = Callable[[str], bool]
+DROP_NAMES = "--drop-names"
+STOP_RENEWAL = "--stop-renewal"
 
 
 @dataclass
@@ -29,6 +35,8 @@ class UploadRequest:
     strict: bool = False
     allow_expired: bool = False
     replace: bool = False
+    drop_names: bool = False  # a replacement may leave out names of the current certificate
+    stop_renewal: bool = False  # a replacement may end certctl's ACME renewal
     deploy_hook: str | None = None
 
 
@@ -73,8 +81,60 @@ class UploadReport:
         }
 
 
-def upload(ctx: Context, request: UploadRequest) -> UploadReport:
-    """Check, then store as a new version and switch live; nothing stored when refused."""
+@dataclass(frozen=True)
+class _Loss:
+    """What a replacement would take away, and the flag that allows it."""
+
+    flag: str
+    what: str
+
+
+def _losses(record: CertRecord, names: list[str]) -> list[_Loss]:
+    """What replacing `record` with a certificate for `names` loses; adding names loses nothing."""
+    losses = []
+    if record.source != SOURCE_UPLOAD:
+        how = "automatically" if record.validation.automatic else "with 'certctl issue'"
+        losses.append(
+            _Loss(
+                STOP_RENEWAL,
+                f"end its renewal (certctl obtained it from ACME and renews it {how},"
+                f" {record.validation.label}; an upload is never renewed, only watched)",
+            )
+        )
+    dropped = [n for n in record.domains if not _covered(n, names)]
+    if dropped:
+        losses.append(_Loss(DROP_NAMES, f"drop {', '.join(dropped)} (not on the new certificate)"))
+    return losses
+
+
+def _covered(domain: str, names: list[str]) -> bool:
+    """True when `names` hold `domain`, or a wildcard one label above it (RFC 6125 §6.4.3)."""
+    wanted = domain.lower()
+    given = {n.lower() for n in names}
+    parent = wanted.partition(".")[2]
+    return wanted in given or (not wanted.startswith("*.") and f"*.{parent}" in given)
+
+
+def _approve(name: str, losses: list[_Loss], approved: set[str], confirm: Confirm | None) -> None:
+    """Refuse losses not allowed by their flag, unless confirmed (on a terminal only)."""
+    missing = [loss for loss in losses if loss.flag not in approved]
+    if not missing:
+        return
+    what = " and ".join(loss.what for loss in missing)
+    if confirm is None:
+        flags = " ".join(loss.flag for loss in missing)
+        raise BadInput(f"replacing {name!r} would {what}: add {flags} to replace it anyway")
+    if not confirm(f"Replace {name}? That would {what}."):
+        raise BadInput(f"{name!r} was not replaced")
+    approved.update(loss.flag for loss in missing)
+
+
+def upload(ctx: Context, request: UploadRequest, confirm: Confirm | None = None) -> UploadReport:
+    """Check, then store as a new version and switch live; nothing stored when refused.
+
+    A replacement that drops names or ends ACME renewal needs its flag
+    (request.drop_names / stop_renewal) or `confirm` (given on a terminal only).
+    """
     from certctl.ops.hooks import run_deploy_hook
     from certctl.ops.obtain import facts_of
     from certctl.pki.material import load_upload
@@ -98,16 +158,23 @@ def upload(ctx: Context, request: UploadRequest) -> UploadReport:
         allow_expired=request.allow_expired,
     )
     info = material.info
+    exists = f"certificate {name!r} already exists: add --replace to store a new version"
     if ctx.store.has(name) and not request.replace:
-        raise BadInput(f"certificate {name!r} already exists: add --replace to store a new version")
+        raise BadInput(exists)
+    flags = ((DROP_NAMES, request.drop_names), (STOP_RENEWAL, request.stop_renewal))
+    approved = {flag for flag, given in flags if given}
+    if ctx.store.has(name):  # asked before the lock: nobody waits on a person
+        _approve(name, _losses(ctx.store.read(name), info.names), approved, confirm)
     ctx.store.ensure()
     with ctx.store.lock(name):
         existing = ctx.store.read(name) if ctx.store.has(name) else None
         if existing is not None and not request.replace:
-            raise BadInput(
-                f"certificate {name!r} already exists: add --replace to store a new version"
-            )
-        record = existing or CertRecord(name=name, domains=list(info.names), created=now)
+            raise BadInput(exists)
+        if existing is not None:  # changed while we asked: what was not allowed is refused
+            _approve(name, _losses(existing, info.names), approved, None)
+        record = copy.deepcopy(existing) or CertRecord(
+            name=name, domains=list(info.names), created=now
+        )
         record.source = SOURCE_UPLOAD
         record.domains = list(info.names)
         record.key_type = info.key_type
@@ -117,17 +184,26 @@ def upload(ctx: Context, request: UploadRequest) -> UploadReport:
         if request.deploy_hook is not None:
             record.deploy_hook = request.deploy_hook or None
         facts = facts_of(info)
+        replacing_live = existing is not None and existing.current is not None
         version = ctx.store.add_version(
             name,
             cert=material.cert_pem(),
             chain=material.chain_pem(),
             key=material.key_pem,
             facts=facts,
+            record=record,
+            previous=existing if replacing_live else None,
         )
-        ctx.store.switch_live(name, version)
         facts.version = version
         record.current = facts
-        ctx.store.write(record)
+        if replacing_live:
+            # The live switch commits: the record goes first, and until the switch the
+            # store reads the record it replaced back from the new version.
+            ctx.store.write(record)
+            ctx.store.switch_live(name, version)
+        else:  # nothing live to fall back on: live first, a missing record is re-made
+            ctx.store.switch_live(name, version)
+            ctx.store.write(record)
         ctx.store.drop_pending_key(name)  # a pending ACME order under this name is void now
         hook_error = run_deploy_hook(ctx, record) if existing is not None else None
     return UploadReport(

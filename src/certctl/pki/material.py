@@ -43,6 +43,8 @@ _SUPPORTED = (
     ed448.Ed448PublicKey,
 )
 _MARKER = re.compile(rb"-----(BEGIN|END) ([^\r\n]*?)-----")
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(\*\.)?({_LABEL}\.)*{_LABEL}|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")  # or IPs
 _HOW_TO_UNLOCK = "give it with --passphrase-env VAR or --passphrase-file FILE"
 _WHEN = "%Y-%m-%d %H:%M UTC"
 _KEY_TYPES = "certctl takes RSA, ECDSA, Ed25519 and Ed448 keys"
@@ -126,9 +128,10 @@ def load_upload(
     notes = found.warnings + _date_warnings(found, info, chain_certs, now, allow_expired)
     top = chain_certs[-1] if chain_certs else leaf
     if root is None and top.subject == top.issuer:
+        marked = " (marked CA:TRUE, as openssl req -x509 makes them)" if info.is_ca else ""
         notes.append(
-            f"self-signed certificate: browsers will not trust {label(info)} unless it is"
-            " installed on every client"
+            f"self-signed certificate{marked}: clients will not trust {label(info)} unless"
+            " they pin it (or install it as trusted on every client)"
         )
     elif root is None and not any(_issued(top, r) for r in roots) and (roots or not chain_certs):
         message = (
@@ -405,6 +408,8 @@ def _find_leaf(found: _Found) -> tuple[x509.Certificate, CertInfo]:
         )
     claimed = {c.issuer for c in found.certs if c.subject != c.issuer}
     leaves = [c for c in found.certs if not found.info(c).is_ca and c.subject not in claimed]
+    if not leaves and _self_signed_server(found):
+        leaves = found.certs
     if not leaves:
         listed = ", ".join(label(found.info(c)) for c in found.certs)
         raise BadInput(
@@ -416,6 +421,32 @@ def _find_leaf(found: _Found) -> tuple[x509.Certificate, CertInfo]:
         listed = ", ".join(label(found.info(c)) for c in leaves)
         raise BadInput(f"{count} leaf certificates in the input ({listed}): upload one at a time")
     return leaves[0], found.info(leaves[0])
+
+
+def _self_signed_server(found: _Found) -> bool:
+    """True for one self-signed certificate given with its own key, made for a server.
+
+    `openssl req -x509` with the default openssl.cnf (v3_ca) marks such a certificate
+    CA:TRUE (and no key usage), so the flag alone cannot tell it from a root CA. Alone,
+    with its own key, names a server answers to and no keyCertSign usage, it is a server
+    certificate; a CA given in place of the leaf it issued comes with that leaf, or
+    without its key, or names no host, or says it signs certificates: refused.
+    """
+    if len(found.certs) != 1 or len(found.keys) != 1:
+        return False
+    cert = found.certs[0]
+    if cert.subject != cert.issuer or not key_matches(cert, found.keys[0][0]):
+        return False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and (
+        usage.key_cert_sign or not (usage.digital_signature or usage.key_encipherment)
+    ):
+        return False  # its key usage says it signs certificates (RFC 5280 §4.2.1.3): a CA
+    names = found.info(cert).names
+    return bool(names) and all(len(n) <= 253 and _HOST_NAME.fullmatch(n) for n in names)
 
 
 def _the_key(found: _Found, leaf: x509.Certificate, info: CertInfo) -> PrivateKeyTypes:

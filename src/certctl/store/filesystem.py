@@ -23,6 +23,7 @@ from certctl.store.files import (
     to_toml,
     write_failed,
 )
+from certctl.store.origin import origin_of, previous_record, read_toml, settle_on
 
 _VERSION_DIR = re.compile(r"[0-9]{1,9}")
 
@@ -106,33 +107,35 @@ class Store(StoreAccounts):
             ) from e
         if record.name != name:
             raise StoreError(f"metadata of {name!r} names {record.name!r} ({path}): damaged")
-        self._reconcile(record)
-        return record
+        return self._reconcile(record)
 
-    def _reconcile(self, record: CertRecord) -> None:
-        """Make `record.current` describe the live version after an interrupted update.
+    def _reconcile(self, record: CertRecord) -> CertRecord:
+        """The record as it describes the live version, after an interrupted update.
 
-        The live switch is the commit point: a crash between it and the metadata
-        write leaves meta.toml describing the previous version. The facts of each
-        version are also kept in its own info.toml, so they are taken from there, and
-        an order whose key is now live is known to be complete.
+        The live switch is the commit point, in both directions. A crash between it
+        and the metadata write leaves meta.toml describing the previous version: each
+        version keeps its facts and origin (source, key type, validation) in its own
+        info.toml, so they are taken from there. `upload --replace` writes meta.toml
+        ahead of the switch, keeping the record it replaces in the new version's
+        previous.toml: if live never moved (or was moved back by hand), that record
+        is the truth again.
         """
         live = self.live_version(record.name)
         if live is None or (record.current is not None and record.current.version == live):
-            return
-        directory = self._cert_dir(record.name) / "versions" / str(live)
-        try:
-            import tomllib
-
-            facts = tomllib.loads((directory / "info.toml").read_text("utf-8"))
-            record.current = Current.from_dict({**facts, "version": live})
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return  # an older version without info.toml: keep what meta.toml says
-        if record.current.names and set(record.current.names) != set(record.domains):
-            record.domains = list(record.current.names)
+            return record
+        versions = self._cert_dir(record.name) / "versions"
+        if record.current is not None:
+            previous = previous_record(versions / str(record.current.version), record.name, live)
+            if previous is not None:
+                return previous
+        directory = versions / str(live)
+        info = read_toml(directory / "info.toml")
+        if info is None or not settle_on(record, live, info):
+            return record  # an older version without info.toml: keep what meta.toml says
         pending = self.read_pending_key(record.name)
         if pending is not None and pending == (directory / "privkey.pem").read_bytes():
             record.order = None  # the order's certificate is the live one: it is done
+        return record
 
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), fast for large stores.
@@ -194,12 +197,23 @@ class Store(StoreAccounts):
         return int(tail) if _VERSION_DIR.fullmatch(tail) else None
 
     def add_version(
-        self, name: str, *, cert: bytes, chain: bytes, key: bytes, facts: Current | None = None
+        self,
+        name: str,
+        *,
+        cert: bytes,
+        chain: bytes,
+        key: bytes,
+        facts: Current | None = None,
+        record: CertRecord | None = None,
+        previous: CertRecord | None = None,
     ) -> int:
         """Store a new version (built under a temp name, renamed whole); returns its number.
 
-        `facts` (dates, serial, issuer...) are kept with the version, so the live
-        switch alone commits a certificate, its key and what certctl knows of it.
+        `facts` (dates, serial, issuer...) are kept with the version, with the origin
+        (source, key type, validation) of `record`, or of the stored record when none
+        is given, so the live switch alone commits a certificate, its key and what
+        certctl knows of it. `previous` is the record this version replaces, kept for
+        a record written ahead of the switch (see _reconcile).
         """
         versions_dir = self._cert_dir(name) / "versions"
         self._mkdir(self._cert_dir(name))
@@ -215,8 +229,11 @@ class Store(StoreAccounts):
                 "fullchain.pem": (cert + chain, CERT_MODE),
             }
             if facts is not None:
-                info = {**facts.to_dict(), "version": number}
+                origin = origin_of(record or self._stored(name))
+                info = {**facts.to_dict(), "version": number, **origin}
                 files["info.toml"] = (to_toml(info).encode(), META_MODE)
+            if previous is not None:
+                files["previous.toml"] = (to_toml(previous.to_dict()).encode(), META_MODE)
             for filename, (data, mode) in files.items():
                 atomic_write(tmp / filename, data, mode)
                 fault_point(f"version-{filename}")
@@ -229,6 +246,13 @@ class Store(StoreAccounts):
             raise write_failed(f"store the new certificate of {name!r}", e) from e
         fault_point("version-after")
         return number
+
+    def _stored(self, name: str) -> CertRecord | None:
+        """The record as read (settled on the live version), or None when there is none."""
+        try:
+            return self.read(name)
+        except CertctlError:
+            return None
 
     def unswitched_version(self, name: str, cert: bytes, key: bytes) -> int | None:
         """A complete version newer than live holding exactly this certificate and key."""
