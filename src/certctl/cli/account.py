@@ -128,7 +128,7 @@ def deactivate_command(ctx: click.Context, yes: bool, json_output: bool) -> None
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.errors import BadInput
+    from certctl.errors import BadInput, Declined
     from certctl.ops import accounts
 
     context = build_context(ctx, json_output=json_output)
@@ -140,7 +140,7 @@ def deactivate_command(ctx: click.Context, yes: bool, json_output: bool) -> None
             )
         question = f"Deactivate the ACME account at {context.settings.server_url} for good?"
         if not click.confirm(question, err=True):
-            raise BadInput("not confirmed: the account is unchanged")
+            raise Declined("not deactivated: the account was left as it was")
     report = accounts.deactivate(context)
     if json_output:
         render.print_json(report.to_json())
