@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand, CertctlSubGroup
 from certctl.cli.options import confirm_tos_for, json_option
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
@@ -16,7 +17,7 @@ REASONS = (
 )
 
 
-@click.group("account")
+@click.group("account", cls=CertctlSubGroup)
 def account_group() -> None:
     """Manage the ACME account at the CA chosen with --server.
 
@@ -178,7 +179,7 @@ def rollover_command(ctx: click.Context, key_type: str | None, json_output: bool
         render.rollover_report(report)
 
 
-@click.command("revoke")
+@click.command("revoke", cls=CertctlCommand)
 @click.argument("name")
 @click.option(
     "--reason",

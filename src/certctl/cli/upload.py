@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import json_option
 
 MAX_INPUT = 1 << 20
@@ -51,7 +52,7 @@ def _passphrase(env_name: str | None, file_path: str | None, stdin_used: list[st
     return None
 
 
-@click.command("upload")
+@click.command("upload", cls=CertctlCommand)
 @click.argument("name")
 @click.option(
     "--cert", metavar="FILE", help="Certificate (PEM or DER), chain may be appended; '-' = stdin."
