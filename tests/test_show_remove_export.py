@@ -518,7 +518,7 @@ def test_remove_refuses_without_yes_off_terminal(offline: Certctl, uploaded: str
 
 def test_remove_asks_on_a_terminal(offline: Certctl, uploaded: str) -> None:
     code, output = run_on_terminal(offline, ["remove", uploaded], "n")
-    assert code == 2, output
+    assert code == 0, output  # declining is not an error: left as it was
     assert f"Remove {uploaded} (www.example.com, example.com) with its 1 version(s)" in output
     assert "was not removed" in output
     assert Store(offline.store).names() == [uploaded]

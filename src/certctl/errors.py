@@ -26,6 +26,12 @@ class BadInput(CertctlError):
     exit_code = ExitCode.USAGE
 
 
+class Declined(CertctlError):
+    """The user answered "no" at a prompt: nothing was done, and nothing failed."""
+
+    exit_code = ExitCode.OK
+
+
 class NotFound(BadInput):
     """A named certificate or order does not exist."""
 

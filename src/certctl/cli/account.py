@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand, CertctlSubGroup
 from certctl.cli.options import confirm_tos_for, json_option
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
@@ -16,7 +17,7 @@ REASONS = (
 )
 
 
-@click.group("account")
+@click.group("account", cls=CertctlSubGroup)
 def account_group() -> None:
     """Manage the ACME account at the CA chosen with --server.
 
@@ -158,7 +159,7 @@ def deactivate_command(ctx: click.Context, yes: bool, json_output: bool) -> None
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.errors import BadInput
+    from certctl.errors import BadInput, Declined
     from certctl.ops import accounts
 
     context = build_context(ctx, json_output=json_output)
@@ -170,7 +171,7 @@ def deactivate_command(ctx: click.Context, yes: bool, json_output: bool) -> None
             )
         question = f"Deactivate the ACME account at {context.settings.server_url} for good?"
         if not click.confirm(question, err=True):
-            raise BadInput("not confirmed: the account is unchanged")
+            raise Declined("not deactivated: the account was left as it was")
     report = accounts.deactivate(context)
     if json_output:
         render.print_json(report.to_json())
@@ -208,7 +209,7 @@ def rollover_command(ctx: click.Context, key_type: str | None, json_output: bool
         render.rollover_report(report)
 
 
-@click.command("revoke")
+@click.command("revoke", cls=CertctlCommand)
 @click.argument("name")
 @click.option(
     "--reason",

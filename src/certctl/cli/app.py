@@ -9,9 +9,22 @@ from typing import Any
 import click
 
 from certctl import __version__
-from certctl.errors import CertctlError, ExitCode
+from certctl.cli.globalopts import global_options
+from certctl.cli.output import OutputError, end_output, flush_out, write_err
+from certctl.errors import CertctlError, Declined, ExitCode
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError no layer below turned into a certctl error: path and cause."""
+    cause = error.strerror or str(error)
+    if error.filename is None:
+        return cause
+    where = str(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    return f"{where}: {cause}"
 
 
 class CertctlGroup(click.Group):
@@ -25,19 +38,34 @@ class CertctlGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        """Like click's, but usage errors are one `error:` line too (exit 2)."""
+        """Like click's, but usage errors are one `error:` line too (exit 2).
+
+        stdout is flushed here, where a failure can still be reported: a reader that
+        went away ends the run quietly with 141, any other failure is one line, exit 1.
+        """
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            flush_out()
+        except OutputError as e:
+            if not standalone_mode:
+                raise
+            sys.exit(end_output(e))
+        except click.exceptions.NoArgsIsHelpError as e:
+            # bare `certctl` (or `certctl account`): the help, on stderr with exit 2 as click does
+            write_err(e.format_message() + "\n")
+            if not standalone_mode:
+                raise
+            sys.exit(e.exit_code)
         except click.UsageError as e:
             hint = ""
             if e.ctx is not None:
                 hint = f" (see '{e.ctx.command_path} --help')"
-            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            write_err(f"error: {e.format_message()}{hint}\n")
             if not standalone_mode:
                 raise
             sys.exit(e.exit_code)
         except click.ClickException as e:
-            click.echo(f"error: {e.format_message()}", err=True)
+            write_err(f"error: {e.format_message()}\n")
             if not standalone_mode:
                 raise
             sys.exit(e.exit_code)
@@ -46,7 +74,7 @@ class CertctlGroup(click.Group):
                 raise
             sys.exit(e.exit_code)
         except click.Abort:
-            click.echo("aborted", err=True)
+            write_err("aborted\n")
             if not standalone_mode:
                 raise
             sys.exit(1)
@@ -55,88 +83,65 @@ class CertctlGroup(click.Group):
         # without standalone mode click returns ctx.exit()'s code instead of exiting
         sys.exit(result if isinstance(result, int) else 0)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """click's, with OSError (only --help and --version write while parsing) as OutputError."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except OSError as e:
+            raise OutputError(e) from e
+
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; CertctlError → one line (traceback with --debug)."""
+        """Run the command; CertctlError or OSError → one line (traceback with --debug)."""
         try:
             return super().invoke(ctx)
+        except OutputError:
+            raise  # stdout failed: main() ends the run
+        except Declined as e:
+            write_err(f"{e}\n")  # the user said no: not an error
+            ctx.exit(int(e.exit_code))
         except CertctlError as e:
-            debug = bool(ctx.meta.get("certctl.debug"))
-            if debug:
-                import traceback
-
-                traceback.print_exc()
-            click.echo(f"error: {e}", err=True)
+            _traceback_if_debug(ctx)
+            write_err(f"error: {e}\n")
             ctx.exit(int(e.exit_code))
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            write_err("interrupted\n")
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except OSError as e:
+            # the file system or the OS failed where no layer below said what it was doing:
+            # still one line naming the path and the cause, not an "internal error"
+            _traceback_if_debug(ctx)
+            write_err(f"error: {describe_os_error(e)}\n")
+            ctx.exit(int(ExitCode.FAILED))
         except Exception as e:
             if ctx.meta.get("certctl.debug"):
                 raise
-            click.echo(
+            write_err(
                 f"error: internal error ({type(e).__name__}: {e}); rerun with --debug and"
-                " report it",
-                err=True,
+                " report it\n"
             )
             ctx.exit(int(ExitCode.FAILED))
 
 
+def _traceback_if_debug(ctx: click.Context) -> None:
+    if ctx.meta.get("certctl.debug"):
+        import traceback
+
+        traceback.print_exc()
+
+
 @click.group(cls=CertctlGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="certctl")
-@click.option(
-    "--store",
-    envvar="CERTCTL_STORE",
-    type=click.Path(file_okay=False),
-    help="Store directory [env CERTCTL_STORE; default: the user data dir].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    envvar="CERTCTL_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (TOML) [env CERTCTL_CONFIG; default: user config dir/config.toml].",
-)
-@click.option(
-    "--server",
-    envvar="CERTCTL_SERVER",
-    help="ACME CA: letsencrypt (default), letsencrypt-staging or a directory URL"
-    " [env CERTCTL_SERVER].",
-)
-@click.option(
-    "--ca-bundle",
-    envvar="CERTCTL_CA_BUNDLE",
-    type=click.Path(dir_okay=False, exists=True),
-    help="CA bundle to trust for the ACME server's TLS (private/test CA) [env CERTCTL_CA_BUNDLE].",
-)
-@click.option(
-    "--resolver",
-    "resolvers",
-    multiple=True,
-    envvar="CERTCTL_RESOLVER",
-    help="IP[:PORT] of a DNS resolver for self-checks (repeatable) [env CERTCTL_RESOLVER].",
-)
-@click.option(
-    "--check-http-port",
-    type=click.IntRange(1, 65535),
-    envvar="CERTCTL_CHECK_HTTP_PORT",
-    help="Port the HTTP-01 self-check connects to (default 80, as the CA does).",
-)
-@click.option(
-    "--debug", is_flag=True, envvar="CERTCTL_DEBUG", help="Show tracebacks and debug logs."
-)
+@global_options
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    store: str | None,
-    config_path: str | None,
-    server: str | None,
-    ca_bundle: str | None,
-    resolvers: tuple[str, ...],
-    check_http_port: int | None,
-    debug: bool,
-) -> None:
+def cli(ctx: click.Context, /, **options: Any) -> None:
     """Obtain, import, watch and renew TLS certificates.
 
     \b
@@ -146,24 +151,18 @@ def cli(
       certctl issue example.com
       certctl list
     """
-    ctx.meta["certctl.debug"] = debug
-    ctx.obj = {
-        "store": store,
-        "config": config_path,
-        "server": server,
-        "ca_bundle": ca_bundle,
-        "resolvers": resolvers,
-        "check_http_port": check_http_port,
-        "debug": debug,
-    }
+    ctx.meta["certctl.debug"] = options["debug"]
+    ctx.obj = options  # global_values() adds those given after the subcommand
 
 
 def _register() -> None:
     from certctl.cli import account, doctor, issue, listing, order, renewdue, show, upload, verify
+    from certctl.cli.globalopts import add_global_options
     from certctl.cli.options import add_name_completion
 
     for module in (order, verify, issue, upload, listing, renewdue, doctor, show, account):
         for command in module.COMMANDS:
+            add_global_options(command)
             cli.add_command(command)
     add_name_completion(cli)  # last: NAME arguments of every command complete stored names
 

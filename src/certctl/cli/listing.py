@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import json_option
 
 
-@click.command("list")
+@click.command("list", cls=CertctlCommand)
 @json_option
 @click.pass_context
 def list_command(ctx: click.Context, json_output: bool) -> None:

@@ -43,9 +43,10 @@ def complete_cert_names(ctx: click.Context, param: click.Parameter, incomplete: 
         import os
         from pathlib import Path
 
+        from certctl.cli.globalopts import global_values
         from certctl.store import Store
 
-        root = ctx.find_root().params.get("store") or os.environ.get("CERTCTL_STORE")
+        root = global_values(ctx).get("store") or os.environ.get("CERTCTL_STORE")
         if not root:
             from certctl.cli.runtime import default_store
 

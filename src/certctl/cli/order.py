@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import confirm_tos_for, json_option, timeout_option
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def _request(options: OrderOptions) -> OrderRequest:
     )
 
 
-@click.command("order")
+@click.command("order", cls=CertctlCommand)
 @_order_options
 @json_option
 @click.pass_context
@@ -194,7 +195,7 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
         render.order_report(report)
 
 
-@click.command("obtain")
+@click.command("obtain", cls=CertctlCommand)
 @_order_options
 @timeout_option(120)
 @json_option

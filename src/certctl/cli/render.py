@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from certctl.cli.output import is_terminal, write_err, write_out, write_out_bytes, writing
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -35,7 +37,7 @@ def console(stderr: bool = False) -> Console:
             no_color=bool(os.environ.get("NO_COLOR")),
             highlight=False,
             soft_wrap=True,
-            width=None if stream.isatty() else 200,
+            width=None if is_terminal(stream) else 200,
         )
     return _consoles[key]
 
@@ -45,7 +47,7 @@ _MARKUP = re.compile(r"\[/?(?:bold|green|yellow|red|cyan)?\]")
 
 def _fancy() -> bool:
     """Rich (colour, wrapping) only for a terminal; plain fast text for pipes and cron."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return is_terminal(sys.stdout) and not os.environ.get("NO_COLOR")
 
 
 class _Out:
@@ -56,17 +58,17 @@ class _Out:
 
     def print(self, text: str, markup: bool = True) -> None:
         if self.fancy:
-            console().print(text, markup=markup)
+            with writing():
+                console().print(text, markup=markup)
         else:
-            sys.stdout.write((_MARKUP.sub("", text) if markup else text) + "\n")
+            write_out((_MARKUP.sub("", text) if markup else text) + "\n")
 
 
 def print_json(document: Any) -> None:
     """The one JSON document on stdout."""
     # indented for a person at a terminal; compact (and C-accelerated) for pipes
-    indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(document, indent=indent, default=str) + "\n")
-    sys.stdout.flush()
+    indent = 2 if is_terminal(sys.stdout) else None
+    write_out(json.dumps(document, indent=indent, default=str) + "\n", flush=True)
 
 
 class CliReporter:
@@ -77,16 +79,16 @@ class CliReporter:
 
     def warn(self, message: str) -> None:
         """One warning line on stderr."""
-        sys.stderr.write(f"warning: {message.removeprefix('warning: ')}\n")
+        write_err(f"warning: {message.removeprefix('warning: ')}\n")
 
     def info(self, message: str) -> None:
         """One progress line on stderr."""
-        sys.stderr.write(message + "\n")
+        write_err(message + "\n")
 
     @contextmanager
     def status(self, message: str) -> Iterator[None]:
         """A spinner on a terminal; one line elsewhere."""
-        if sys.stderr.isatty() and not self.quiet_status:
+        if is_terminal(sys.stderr) and not self.quiet_status:
             with console(stderr=True).status(message):
                 yield
         else:
@@ -188,7 +190,7 @@ def list_table(entries: list[ListEntry]) -> None:
                 if code:
                     cells[6] = f"\x1b[{code}m{cells[6]}\x1b[0m"
         lines.append("  ".join(cells).rstrip())
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_out("\n".join(lines) + "\n")
 
 
 def renew_report(report: RenewReport) -> None:
@@ -245,9 +247,7 @@ def say(text: str) -> None:
 
 def write_pem(data: bytes) -> None:
     """PEM exactly as stored, on stdout."""
-    sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
+    write_out_bytes(data)
 
 
 def _days(value: float | None) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import json_option, timeout_option
 
 
-@click.command("renew-due")
+@click.command("renew-due", cls=CertctlCommand)
 @click.option(
     "--dry-run", is_flag=True, help="Show what would be renewed and notified; change nothing."
 )
@@ -87,7 +88,7 @@ def renew_due_command(
     ctx.exit(int(report.exit_code))
 
 
-@click.command("set")
+@click.command("set", cls=CertctlCommand)
 @click.argument("name")
 @click.option(
     "--renew-before",

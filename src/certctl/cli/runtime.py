@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,16 @@ def default_config() -> str:
 
 def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any:
     """Build the run's Context from global options, environment and config file."""
+    from certctl.cli.globalopts import global_values
+    from certctl.cli.output import is_terminal
     from certctl.cli.render import CliReporter
     from certctl.config import load_settings
     from certctl.context import Context
     from certctl.notify import CONFIG as NOTIFY_CONFIG
     from certctl.store import Store
 
-    opts = click_ctx.find_root().obj
+    opts = global_values(click_ctx)
+    refuse_empty_path_variables(opts)
     if opts["debug"]:
         import logging
 
@@ -58,5 +62,23 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
         store=store,
         settings=settings,
         reporter=reporter,
-        interactive=sys.stdin.isatty(),
+        interactive=is_terminal(sys.stdin),
     )
+
+
+def refuse_empty_path_variables(opts: dict[str, Any]) -> None:
+    """CERTCTL_STORE= (set, but to nothing) must not quietly mean the default store.
+
+    click treats an empty variable as unset; for a path that is a mistake to stop at
+    (an unset shell variable in a unit file), not a choice.
+    """
+    from certctl.cli.globalopts import GLOBAL_OPTIONS, PATH_OPTIONS
+    from certctl.errors import BadInput
+
+    for spec in GLOBAL_OPTIONS:
+        given = opts.get(spec.name) is not None
+        if spec.name in PATH_OPTIONS and not given and os.environ.get(spec.envvar) == "":
+            raise BadInput(
+                f"{spec.envvar} is set but empty: unset it, or give a path"
+                f" ({spec.envvar}=PATH or {spec.flag} PATH)"
+            )

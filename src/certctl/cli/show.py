@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import complete_cert_names, json_option
 
 
-@click.command("show")
+@click.command("show", cls=CertctlCommand)
 @click.argument("name", shell_complete=complete_cert_names)
 @click.option("--pem", is_flag=True, help="Print the live full chain as PEM (never the key).")
 @json_option
@@ -43,7 +44,7 @@ def show_command(ctx: click.Context, name: str, pem: bool, json_output: bool) ->
         render.show_report(report)
 
 
-@click.command("remove")
+@click.command("remove", cls=CertctlCommand)
 @click.argument("name", shell_complete=complete_cert_names)
 @click.option(
     "-y", "--yes", is_flag=True, help="Do not ask (required when stdin is not a terminal)."
@@ -83,7 +84,7 @@ def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) 
         render.remove_report(report)
 
 
-@click.command("export")
+@click.command("export", cls=CertctlCommand)
 @click.argument("name", shell_complete=complete_cert_names)
 @click.option(
     "--dir",

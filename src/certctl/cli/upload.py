@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import json_option
 
 MAX_INPUT = 1 << 20
@@ -56,7 +57,7 @@ def _confirm(question: str) -> bool:
     return click.confirm(question, err=True)
 
 
-@click.command("upload")
+@click.command("upload", cls=CertctlCommand)
 @click.argument("name")
 @click.option(
     "--cert", metavar="FILE", help="Certificate (PEM or DER), chain may be appended; '-' = stdin."

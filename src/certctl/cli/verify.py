@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import json_option, timeout_option
 
 
-@click.command("verify")
+@click.command("verify", cls=CertctlCommand)
 @click.argument("name")
 @timeout_option(120)
 @json_option

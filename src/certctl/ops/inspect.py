@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certctl.context import Context
-from certctl.errors import BadInput, CertctlError, NotFound, OperationFailed, StoreError
+from certctl.errors import (
+    BadInput,
+    CertctlError,
+    Declined,
+    NotFound,
+    OperationFailed,
+    StoreError,
+)
 from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
 from certctl.policy import timing
 from certctl.policy.names import check_cert_name
@@ -392,7 +399,7 @@ def remove(ctx: Context, name: str, confirm: Confirm | None) -> RemoveReport:
         what = ", ".join(record.domains) if record is not None else "damaged entry"
         question = f"Remove {name} ({what}) with its {versions} version(s) and live files?"
         if not confirm(question):
-            raise BadInput(f"{name!r} was not removed")
+            raise Declined(f"{name!r} was not removed: left as it was")
     with ctx.store.lock(name):
         record = _read_for_removal(ctx, name)
         versions = len(ctx.store.versions(name))

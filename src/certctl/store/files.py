@@ -86,10 +86,17 @@ def atomic_write(path: Path, data: bytes, mode: int) -> None:
 
 
 def write_failed(what: str, exc: OSError) -> StoreError:
-    """Turn an OSError during a write into a one-line StoreError."""
+    """Turn an OSError during a write into a one-line StoreError naming the path and cause."""
+    where = ""
+    if exc.filename is not None:
+        path = os.fsdecode(exc.filename)
+        if ".tmp-" in os.path.basename(path):  # a temp file of an atomic write: its directory
+            path = os.path.dirname(path)
+        if path not in what:
+            where = f" ({path})"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return StoreError(f"{what}: disk full ({exc.strerror}); free space and retry")
-    return StoreError(f"{what}: {exc.strerror or exc}")
+        return StoreError(f"{what}{where}: disk full ({exc.strerror}); free space and retry")
+    return StoreError(f"{what}{where}: {exc.strerror or exc}")
 
 
 def json_encode(value: object) -> object:

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from certctl.errors import CertctlError, LockHeld, NotFound
+from certctl.errors import CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import CertRecord
 from certctl.store.files import FORMAT, META_MODE, atomic_write, json_decode, json_encode
 
@@ -103,5 +103,5 @@ def _write_index(store: RecordSource, entries: dict[str, Any]) -> None:
                 {"format": FORMAT, "certificates": entries}, default=json_encode
             ).encode()
             atomic_write(store.root / INDEX, data, META_MODE)
-    except (LockHeld, OSError):
-        pass  # a cache: the next reader refreshes it
+    except (LockHeld, StoreError, OSError):
+        pass  # a cache (on a read-only store too): the next reader refreshes it

@@ -46,6 +46,16 @@ def check_store(store: Store) -> list[Finding]:
     root = store.root
     if not root.exists():
         return findings
+    if store.foreign():  # someone else's directory: not healthy, and not to be looked into
+        return [
+            Finding(
+                "error",
+                "",
+                str(root),
+                "not a certctl store (no certctl-store.toml) and not empty: check --store;"
+                " certctl changes nothing in it",
+            )
+        ]
     for directory in (root, root / "certs", root / "accounts", root / "locks"):
         _mode(findings, "", directory, 0o700, is_dir=True)
     for account in sorted((root / "accounts").glob("*")):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from certctl.errors import LockHeld
 from certctl.policy.names import check_cert_name
 from certctl.store.base import StoreRoot
-from certctl.store.files import META_MODE
+from certctl.store.files import META_MODE, write_failed
 
 
 class StoreLocks(StoreRoot):
@@ -30,7 +30,10 @@ class StoreLocks(StoreRoot):
         if what == "certificate":
             check_cert_name(name)
         path = self.root / "locks" / f"{lock_name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, META_MODE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, META_MODE)
+        except OSError as e:  # a read-only or foreign-owned store
+            raise write_failed(f"lock {what} {name!r}", e) from e
         try:
             deadline = time.monotonic() + wait
             delay = 0.02
