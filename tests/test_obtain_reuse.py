@@ -55,6 +55,25 @@ def test_order_without_method_keeps_automatic_validation(
     assert [c["action"] for c in json.loads(renewed.stdout)["certificates"]] == ["renewed"]
 
 
+def test_order_without_method_keeps_dns_provider_settings(
+    certctl: Certctl, pebble: PebbleServer, tmp_path: Path
+) -> None:
+    hook = tmp_path / "dns-hook"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    domain = unique("hk")
+    first = ("order", "-d", domain, "--challenge", "dns", "--dns-provider", "hook")
+    certctl.json(*first, "--dns-hook", str(hook), "--propagation-timeout", "30", "--agree-tos")
+    again = certctl.json("order", "-d", domain)
+    assert again["validation"] == "dns-01 hook"
+    settings = certctl.json("show", domain)["validation_settings"]
+    assert (settings["hook"], settings["propagation_timeout"]) == (str(hook), 30.0)
+    # one setting given: the others stay
+    certctl.json("order", "-d", domain, "--dns-nameserver", "127.0.0.1:53")
+    settings = certctl.json("show", domain)["validation_settings"]
+    assert (settings["hook"], settings["nameservers"]) == (str(hook), ["127.0.0.1:53"])
+
+
 def test_explicit_switch_to_manual_is_warned_about(certctl: Certctl, pebble: PebbleServer) -> None:
     domain = unique("man")
     certctl.json("obtain", "-d", domain, *standalone(pebble))
