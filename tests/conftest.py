@@ -150,3 +150,18 @@ def certctl(store: Path, pebble: PebbleServer) -> Certctl:
 def offline(store: Path) -> Certctl:
     """certctl with a fresh store and no CA (for commands that never talk to one)."""
     return Certctl(store, None)
+
+
+def make_due(store: Path, name: str, days: float = 1000) -> None:
+    """Make a certificate due now: renew when `days` (beyond its lifetime) are left.
+
+    Written to the store directly: `certctl set` refuses a renewal point that makes a
+    fresh certificate due at once (every renew-due run would renew it).
+    """
+    from certctl.store import Store
+
+    backend = Store(store)
+    with backend.lock(name):
+        record = backend.read(name)
+        record.renew_before_days = days
+        backend.write(record)

@@ -18,7 +18,7 @@ from certctl.acme.session import AcmeSession
 from certctl.errors import AcmeError
 from certctl.store import Store
 
-from conftest import Certctl, unique
+from conftest import Certctl, make_due, unique
 from pebble import PebbleServer, require_pebble
 
 pytestmark = pytest.mark.pebble
@@ -522,7 +522,7 @@ def test_profile_shortlived_is_stored_and_reused_by_renewals(certctl: Certctl) -
     assert (entry["profile"], entry["state"]) == ("shortlived", "valid")
     assert entry["days_left"] <= 6
 
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     proc = certctl.run("renew-due", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [o["action"] for o in json.loads(proc.stdout)["certificates"]] == ["renewed"]

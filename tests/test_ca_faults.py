@@ -37,7 +37,7 @@ from certctl.policy.timing import decide
 from certctl.store import Store
 from faultproxy import Entry, FaultProxy, stuck_processing, with_token
 
-from conftest import CERTCTL, Certctl, serve_directory, standalone, unique
+from conftest import CERTCTL, Certctl, make_due, serve_directory, standalone, unique
 from pebble import PebbleServer, require_pebble
 
 pytestmark = pytest.mark.faults
@@ -243,7 +243,7 @@ def test_renew_due_records_retry_after_and_stays_away_until_then(
 ) -> None:
     domain = unique("rl")
     first = json.loads(measured(ca, "obtain", "-d", domain, *standalone(pebble), "--json").stdout)
-    assert measured(ca, "set", domain, "--renew-before", "100").returncode == 0  # due now
+    make_due(ca.store, domain, 100)  # due now
     proxy.fail("newOrder", 429, retry_after=3600, times=None)
     proxy.reset_log()
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl.store import Store
 
-from conftest import Certctl, standalone, unique
+from conftest import Certctl, make_due, standalone, unique
 from pebble import PebbleServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.pebble]
@@ -156,7 +156,7 @@ def test_kill_during_renewal_keeps_old_certificate_live(
     domain = unique("kr")
     first = certctl.json("obtain", "-d", domain, *standalone(pebble))
     assert certctl.run("renew-due").returncode == 0  # fetches and stores ARI: not due yet
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     killed(certctl, point, "renew-due")
     doctor(certctl)
     cert = assert_live_pair(certctl.store, domain)
@@ -207,7 +207,7 @@ def test_disk_full_during_issue(certctl: Certctl, pebble: PebbleServer, limit: i
 def test_disk_full_during_renewal_keeps_everything(certctl: Certctl, pebble: PebbleServer) -> None:
     domain = unique("dr")
     certctl.json("obtain", "-d", domain, *standalone(pebble))
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     live_before = (certctl.store / "certs" / domain / "live" / "fullchain.pem").read_bytes()
     proc = certctl.run("renew-due", preexec_fn=_limit_file_size(400))
     assert proc.returncode == 1
@@ -222,7 +222,7 @@ def test_damaged_metadata_is_reported_and_others_still_renew(
     good, bad, empty = unique("g"), unique("b"), unique("e")
     for domain in (good, bad, empty):
         certctl.json("obtain", "-d", domain, *standalone(pebble))
-        certctl.run("set", domain, "--renew-before", "1000", check=True)
+        make_due(certctl.store, domain)
     meta = certctl.store / "certs" / bad / "meta.toml"
     meta.write_bytes(meta.read_bytes()[:40])  # truncated
     (certctl.store / "certs" / empty / "meta.toml").write_bytes(b"")
@@ -245,7 +245,7 @@ def test_renew_due_killed_holding_a_lock_frees_it_at_once(
 ) -> None:
     domain = unique("kl")
     certctl.json("obtain", "-d", domain, *standalone(pebble))
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     killed(certctl, "finalize-after", "renew-due")  # dies inside the certificate's lock
     proc = certctl.run("renew-due", "--json")
     assert proc.returncode == 0, proc.stderr  # not 3: a dead holder's flock is gone
@@ -261,7 +261,7 @@ def test_modes_under_any_umask(certctl: Certctl, pebble: PebbleServer, umask: in
     args = ("obtain", "-d", domain, *standalone(pebble), "--json")
     proc = certctl.run(*args, preexec_fn=set_umask)
     assert proc.returncode == 0, proc.stderr
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     assert certctl.run("renew-due", preexec_fn=set_umask).returncode == 0
     for path in certctl.store.rglob("*"):
         mode = stat.S_IMODE(path.lstat().st_mode)

@@ -15,7 +15,7 @@ import pytest
 from test_e2e_pebble import assert_issued
 
 from bind import DnsLab, dns_lab
-from conftest import Certctl
+from conftest import Certctl, make_due
 from pebble import PebbleServer
 
 pytestmark = pytest.mark.pebble
@@ -129,7 +129,7 @@ def test_several_zones_in_one_order_then_unattended_reissue_and_renewal(
     assert 'tsig_secret_env = "TEST_TSIG_SECRET"' in stored
     assert secret not in stored and secret not in first.stdout + first.stderr
     # a later unattended run (stdin closed, as cron): re-order, publish, verify, issue
-    again = run(certctl, lab, "issue", one, "--json", env=env)
+    again = run(certctl, lab, "issue", one, "--force", "--json", env=env)  # not due: forced
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (certctl.store / "certs" / one / "versions").iterdir()) == [
         "1",
@@ -137,7 +137,7 @@ def test_several_zones_in_one_order_then_unattended_reissue_and_renewal(
     ]
     assert_issued(certctl, lab.pebble, one, domains)
     # and renew-due, once the certificate is due (renew when 1,000 days are left: now)
-    assert run(certctl, lab, "set", one, "--renew-before", "1000").returncode == 0
+    make_due(certctl.store, one)
     renewed = run(certctl, lab, "renew-due", "--json", env=env)
     assert renewed.returncode == 0, renewed.stderr
     outcome = json.loads(renewed.stdout)["certificates"]

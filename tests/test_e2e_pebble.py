@@ -53,11 +53,27 @@ def test_http01_standalone_three_steps_in_separate_processes(
     assert proc.returncode == 0, proc.stderr
     assert f"http://{domain}/.well-known/acme-challenge/" in proc.stdout
     assert "certctl verify" in proc.stdout
+    from certctl.store import Store
+
+    pending = Store(certctl.store).read(domain).order
+    assert pending is not None
+    challenge = pending.challenges[0]
     verified = certctl.json("verify", domain)
     assert verified == {
         "name": domain,
         "status": "valid",
         "domains": [{"domain": domain, "valid": True, "error": None}],
+        "selfcheck": [
+            {
+                "domain": domain,
+                "type": "http-01",
+                "where": f"http://{domain}/.well-known/acme-challenge/{challenge.token}",
+                "expected": challenge.validation,
+                "visible": True,
+                "problems": [],
+            }
+        ],
+        "error": None,
     }
     issued = certctl.json("issue", domain)
     assert issued["name"] == domain and issued["version"] == 1
@@ -168,7 +184,8 @@ def test_reissue_keeps_old_version(certctl: Certctl, pebble: PebbleServer) -> No
     domain = unique("re")
     args = ("-d", domain, "--standalone", "--http-port", str(pebble.http_port), "--agree-tos")
     first = certctl.json("obtain", *args)
-    second = certctl.json("issue", domain)  # automatic: order + verify + issue in one go
+    # automatic: order + verify + issue in one go (forced: the first one is not due)
+    second = certctl.json("issue", domain, "--force")
     assert (first["version"], second["version"]) == (1, 2)
     assert first["serial"] != second["serial"]
     versions = certctl.store / "certs" / domain / "versions"

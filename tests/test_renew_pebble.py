@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 
 from certctl.store import Store
 
-from conftest import CERTCTL, Certctl, unique
+from conftest import CERTCTL, Certctl, make_due, unique
 from pebble import PebbleServer, free_port
 
 pytestmark = pytest.mark.pebble
@@ -114,7 +114,7 @@ def test_due_certificate_renewed_with_deploy_hook(
     other = unique("o")
     obtain(certctl, pebble, other)
     # policy override: renew when 1,000 days are left, i.e. now
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     proc = certctl.run("renew-due", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -136,7 +136,7 @@ def test_failing_deploy_hook_exits_1_but_keeps_certificate(
 ) -> None:
     domain = unique()
     obtain(certctl, pebble, domain, "--deploy-hook", "echo reload failed >&2; exit 7")
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     proc = certctl.run("renew-due")
     assert proc.returncode == 1
     assert "renewed" in proc.stdout and "exited 7: reload failed" in proc.stdout
@@ -205,7 +205,7 @@ def test_failed_renewal_notifies_and_others_still_renew(
     obtain(certctl, pebble, good)
     obtain(certctl, pebble, bad)
     for name in (good, bad):
-        certctl.run("set", name, "--renew-before", "1000", check=True)
+        make_due(certctl.store, name)
     pebble.set_servfail(bad)  # the domain now points nowhere
     try:
         proc = certctl.run("renew-due", "--json", extra_env=env)
@@ -237,7 +237,7 @@ def test_ten_concurrent_runs_renew_each_certificate_once(
     names = [unique("c") for _ in range(3)]
     for name in names:
         obtain(certctl, pebble, name)
-        certctl.run("set", name, "--renew-before", "1000", check=True)
+        make_due(certctl.store, name)
     env = {**os.environ, **certctl.env()}
     procs = [
         subprocess.Popen(
@@ -270,7 +270,7 @@ def test_ten_concurrent_runs_renew_each_certificate_once(
 def test_dry_run_changes_nothing(certctl: Certctl, pebble: PebbleServer) -> None:
     domain = unique()
     obtain(certctl, pebble, domain)
-    certctl.run("set", domain, "--renew-before", "1000", check=True)
+    make_due(certctl.store, domain)
     proc = certctl.run("renew-due", "--dry-run")
     assert proc.returncode == 0
     assert f"{domain}: would renew" in proc.stdout

@@ -17,7 +17,7 @@ from certctl.challenges.http import StandaloneSolver
 from certctl.models import Challenge
 from certctl.store import Store
 
-from conftest import Certctl, unique
+from conftest import Certctl, make_due, unique
 from pebble import PebbleServer, free_port
 
 pytestmark = pytest.mark.faults
@@ -117,7 +117,7 @@ def test_world_readable_key_is_repaired_with_a_warning(
     store = Store(certctl.store)
     account_key = next((certctl.store / "accounts").glob("*/account.key"))
     os.chmod(account_key, 0o644)
-    proc = certctl.run("issue", domain)  # uses the account key
+    proc = certctl.run("issue", domain, "--force")  # uses the account key
     assert proc.returncode == 0, proc.stderr
     assert f"{account_key} had mode 644; repaired to 600" in proc.stderr
     assert stat.S_IMODE(account_key.stat().st_mode) == 0o600
@@ -197,7 +197,7 @@ def test_no_secret_in_output_logs_or_metadata_at_max_verbosity(
         "--agree-tos",
         "--json",
     )
-    run("set", domain, "--renew-before", "1000")
+    make_due(certctl.store, domain)
     run("renew-due", "--json")
     leaf = certfactory.make_leaf("secret.example.net", days=10)
     encrypted = tmp_path / "enc.key"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from certctl.errors import BadInput
+from certctl.policy.contact import check_email
 
 CA_ALIASES = {
     "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
@@ -169,7 +170,6 @@ class Table:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
 def _server_text(value: str) -> None:
@@ -180,9 +180,10 @@ def _server_text(value: str) -> None:
 
 
 def _email_text(value: str) -> None:
-    # a minimal syntax check (local@domain.tld); the CA checks the rest
-    if not _EMAIL.fullmatch(value):
-        raise Invalid("must be an e-mail address such as ops@example.com")
+    try:
+        check_email(value)
+    except BadInput:
+        raise Invalid("must be an e-mail address such as ops@example.com") from None
 
 
 def _resolver_text(value: str) -> None:

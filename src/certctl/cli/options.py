@@ -37,6 +37,17 @@ def confirm_tos_for(interactive: bool) -> Callable[[str], bool] | None:
     return ask
 
 
+def confirm_drop_for(interactive: bool) -> Callable[[str], bool] | None:
+    """On a terminal, ask before an order drops names; otherwise never prompt (exit 2)."""
+    if not interactive:
+        return None
+
+    def ask(question: str) -> bool:
+        return click.confirm(question, err=True)
+
+    return ask
+
+
 def complete_cert_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion of the certificate names in the store; quick, and never fails."""
     try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from certctl.cli.globalopts import CertctlCommand
-from certctl.cli.options import confirm_tos_for, json_option, timeout_option
+from certctl.cli.options import confirm_drop_for, confirm_tos_for, json_option, timeout_option
 
 if TYPE_CHECKING:
     from certctl.ops.obtain import OrderRequest
@@ -30,9 +30,8 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         click.option(
             "--challenge",
             type=click.Choice(["http", "dns"]),
-            default="http",
-            show_default=True,
-            help="Validation: HTTP-01 or DNS-01 (DNS is required for wildcards).",
+            help="Validation: HTTP-01 or DNS-01 (DNS is required for wildcards). Default: the"
+            " certificate's current method, else http.",
         ),
         click.option(
             "--webroot",
@@ -41,6 +40,11 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         ),
         click.option(
             "--standalone", is_flag=True, help="HTTP-01: serve it from certctl's own server."
+        ),
+        click.option(
+            "--manual",
+            is_flag=True,
+            help="Publish the challenge by hand (the default for a new certificate).",
         ),
         click.option(
             "--http-port",
@@ -58,6 +62,11 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         click.option("--email", envvar="CERTCTL_EMAIL", help="Contact e-mail for a new account."),
         click.option("--agree-tos", is_flag=True, help="Accept the CA's terms for a new account."),
         click.option("--deploy-hook", help="Command run after the certificate changes."),
+        click.option(
+            "--drop-names",
+            is_flag=True,
+            help="Allow leaving out names the live certificate has (asked on a terminal).",
+        ),
         # -- DNS-01 automation (README: "DNS-01 automation") --
         click.option(
             "--dns-provider",
@@ -105,15 +114,17 @@ class OrderOptions:
 
     domains: tuple[str, ...]
     name: str | None
-    challenge: str
+    challenge: str | None
     webroot: str | None
     standalone: bool
+    manual: bool
     http_port: int | None
     key_type: str
     profile: str | None
     email: str | None
     agree_tos: bool
     deploy_hook: str | None
+    drop_names: bool
     dns_provider: str | None
     dns_server: str | None
     tsig_key: str | None
@@ -126,15 +137,39 @@ class OrderOptions:
     propagation_timeout: float | None
 
 
+def _both_manual(options: OrderOptions) -> bool:
+    """--manual --dns-provider manual say the same thing twice: allowed."""
+    return options.manual and options.dns_provider == "manual"
+
+
 def _request(options: OrderOptions) -> OrderRequest:
     from certctl.errors import BadInput
     from certctl.ops.obtain import OrderRequest
 
-    if options.webroot and options.standalone:
-        raise BadInput("--webroot and --standalone exclude each other: choose one")
+    chosen = [
+        flag
+        for flag, given in (
+            ("--webroot", options.webroot),
+            ("--standalone", options.standalone),
+            ("--manual", options.manual),
+            ("--dns-provider", bool(options.dns_provider) and not _both_manual(options)),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        raise BadInput(f"{chosen[0]} and {chosen[1]} exclude each other: choose one")
     if options.http_port and not options.standalone:
         raise BadInput("--http-port is for --standalone")
-    method = "webroot" if options.webroot else "standalone" if options.standalone else "manual"
+    # None: no method named, so an existing certificate keeps its own (ops/obtain.with_method)
+    method = (
+        "webroot"
+        if options.webroot
+        else "standalone"
+        if options.standalone
+        else "manual"
+        if options.manual
+        else None
+    )
     if options.dns_provider:
         if options.challenge != "dns":
             raise BadInput("--dns-provider needs --challenge dns")
@@ -162,6 +197,7 @@ def _request(options: OrderOptions) -> OrderRequest:
         email=options.email,
         agree_tos=options.agree_tos,
         deploy_hook=options.deploy_hook,
+        drop_names=options.drop_names,
         dns_settings={k: v for k, v in dns_settings.items() if v not in (None, [])},
     )
 
@@ -187,7 +223,10 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
 
     context = build_context(ctx, json_output=json_output)
     report = obtain.order(
-        context, _request(OrderOptions(**options)), confirm_tos_for(context.interactive)
+        context,
+        _request(OrderOptions(**options)),
+        confirm_tos_for(context.interactive),
+        confirm_drop_for(context.interactive),
     )
     if json_output:
         render.print_json(report.to_json())
@@ -197,15 +236,18 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
 
 @click.command("obtain", cls=CertctlCommand)
 @_order_options
+@click.option("--force", is_flag=True, help="Issue even if the current certificate is not due.")
 @timeout_option(120)
 @json_option
 @click.pass_context
 def obtain_command(
-    ctx: click.Context, /, json_output: bool, timeout: float, **options: Any
+    ctx: click.Context, /, json_output: bool, timeout: float, force: bool, **options: Any
 ) -> None:
     """Order, verify and issue in one go (automatic validation only).
 
-    Automatic: --standalone, --webroot, or --challenge dns with --dns-provider rfc2136 or hook.
+    Automatic: --standalone, --webroot, or --challenge dns with --dns-provider rfc2136 or hook;
+    an existing certificate keeps its method unless another is given. A certificate
+    with the same names that is valid and not due is kept (exit 0) unless --force.
 
     \b
     Examples:
@@ -215,19 +257,18 @@ def obtain_command(
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.errors import BadInput
-    from certctl.ops import obtain
+    from certctl.ops import reuse
 
     request = _request(OrderOptions(**options))
-    if request.method == "manual":
-        raise BadInput(
-            "obtain needs automatic validation: add --standalone, --webroot DIR or"
-            " --challenge dns --dns-provider rfc2136|hook"
-        )
     context = build_context(ctx, json_output=json_output)
-    ordered = obtain.order(context, request, confirm_tos_for(context.interactive))
-    obtain.verify(context, ordered.name, timeout)
-    report = obtain.issue(context, ordered.name, timeout)
+    report = reuse.obtain(
+        context,
+        request,
+        timeout,
+        force=force,
+        confirm_tos=confirm_tos_for(context.interactive),
+        confirm_drop=confirm_drop_for(context.interactive),
+    )
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -135,6 +135,12 @@ def issue_report(report: IssueReport) -> None:
     """The stored certificate's summary."""
     out = _Out()
     current = report.current
+    if report.action == "kept":
+        out.print(
+            f"Kept the current certificate [bold]{report.name}[/] (version {report.version}):"
+            f" {report.reason}; use --force to issue a new one anyway"
+        )
+        return
     out.print(f"Certificate [bold]{report.name}[/] stored as version {report.version}")
     out.print(f"  domains:   {', '.join(report.domains)}")
     out.print(f"  serial:    {current.serial}")

@@ -93,7 +93,8 @@ def renew_due_command(
 @click.option(
     "--renew-before",
     metavar="DAYS|default",
-    help="Renew when DAYS are left (overrides ARI and the lifetime rule); 'default' resets.",
+    help="Renew when DAYS are left (overrides ARI and the lifetime rule; less than the"
+    " certificate's lifetime minus a day); 'default' resets.",
 )
 @click.option(
     "--deploy-hook", metavar="CMD", help="Command run after the certificate changes; '' removes it."
@@ -116,9 +117,9 @@ def set_command(
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.ops import obtain
+    from certctl.ops.settings import update_settings
 
-    record = obtain.update_settings(
+    record = update_settings(
         build_context(ctx, json_output=json_output),
         name,
         renew_before=renew_before,

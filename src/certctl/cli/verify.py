@@ -17,6 +17,7 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
     """Check the challenges are visible, then ask the CA to validate them.
 
     Exits 3 (retry later) when the self-check fails; the CA is not contacted then.
+    With --json the self-check results are printed whatever the outcome.
 
     \b
     Example:
@@ -26,7 +27,13 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
     from certctl.cli.runtime import build_context
     from certctl.ops import obtain
 
-    report = obtain.verify(build_context(ctx, json_output=json_output), name, timeout)
+    context = build_context(ctx, json_output=json_output)
+    try:
+        report = obtain.verify(context, name, timeout)
+    except obtain.VerifyFailed as e:
+        if json_output:
+            render.print_json(e.report.to_json())
+        raise  # the error line on stderr and the exit code, at the edge
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -20,6 +20,7 @@ from certctl.context import Context
 from certctl.errors import AcmeError, BadInput, CertctlError, NotYet, OperationFailed
 from certctl.models import SOURCE_UPLOAD, AccountRecord, CertRecord
 from certctl.pki.keys import KEY_TYPES, generate_key, load_key
+from certctl.policy.contact import check_email
 
 if TYPE_CHECKING:
     from certctl.acme.session import AcmeSession
@@ -325,6 +326,8 @@ def register(
         )
     server = ctx.settings.server_url
     email = request.email or ctx.settings.email
+    if email:  # refused here, before the CA is asked (RFC 8555 §7.3: invalidContact)
+        email = check_email(email, "--email" if request.email else "'email' in the config file")
     stored = ctx.store.read_account(server) if ctx.store.exists() else None
     if stored is not None and stored[0].status != DEACTIVATED:
         return _existing(ctx, stored, request)
@@ -385,16 +388,6 @@ def _existing(ctx: Context, stored: Stored, request: RegisterRequest) -> Account
 
 
 # ---- update (contact) --------------------------------------------------------
-
-_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,.]+")
-
-
-def check_email(email: str) -> str:
-    """A minimal syntax check of a contact address (local@domain.tld); the CA checks the rest."""
-    if not _EMAIL.fullmatch(email):
-        raise BadInput(f"invalid e-mail address {email!r}: expected one such as ops@example.com")
-    return email
-
 
 def update(ctx: Context, email: str) -> AccountReport:
     """RFC 8555 §7.3.2: replace the account's contact at the CA, then in the store."""

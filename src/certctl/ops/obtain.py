@@ -6,82 +6,33 @@ Services print nothing; they return plain report objects that the CLI renders.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from certctl.context import Context
-from certctl.errors import AcmeError, BadInput, NotYet, OperationFailed
+from certctl.errors import AcmeError, BadInput, CertctlError, NotYet, OperationFailed
 from certctl.models import (
     SOURCE_UPLOAD,
-    AccountRecord,
     CertRecord,
     Challenge,
     Current,
     OrderState,
     Validation,
 )
+from certctl.ops.session import ConfirmTos, account_session
 from certctl.pki.keys import KEY_TYPES, generate_key, make_csr
+from certctl.policy.contact import check_email
 from certctl.policy.names import check_cert_name, default_cert_name, normalize_domains
 from certctl.store import fault_point
 
 if TYPE_CHECKING:
     from certctl.acme.session import AcmeSession
     from certctl.pki.certinfo import CertInfo
+    from certctl.policy.replacing import ConfirmDrop
 
-ConfirmTos = Callable[[str], bool]
 VERIFY_TIMEOUT = 120.0
 ISSUE_TIMEOUT = 120.0
-
-
-# ---- accounts ---------------------------------------------------------------
-
-
-def account_session(
-    ctx: Context,
-    server: str,
-    *,
-    email: str | None = None,
-    agree_tos: bool = False,
-    confirm_tos: ConfirmTos | None = None,
-) -> AcmeSession:
-    """A logged-in ACME session for `server`, creating the account on first use."""
-    session = ctx.acme(server)
-    if session.account_uri is not None:
-        return session  # already logged in during this run: reuse its connection
-    from certctl.ops.accounts import usable_account
-
-    stored = ctx.store.read_account(server)
-    if stored is not None:
-        stored = usable_account(ctx, session, stored)  # deactivated? unsettled key rollover?
-        session.login(stored[1], stored[0].uri)
-        return session
-    with ctx.store.account_lock(server):
-        stored = ctx.store.read_account(server)  # another run may have created it meanwhile
-        if stored is not None:
-            stored = usable_account(ctx, session, stored, locked=True)
-            session.login(stored[1], stored[0].uri)
-            return session
-        if not agree_tos:
-            terms = session.terms_of_service() or "(no terms URL advertised)"
-            if confirm_tos is None or not confirm_tos(terms):
-                raise BadInput(
-                    f"no ACME account yet at {server}: pass --agree-tos to accept the CA's"
-                    f" terms of service ({terms}) and create one"
-                )
-        key = ctx.store.read_account_key(server)
-        if key is None:
-            key = generate_key("ec256")
-            ctx.store.write_account_key(server, key)  # stored 0600 before the CA sees it
-        uri = session.register(key, email=email or ctx.settings.email)
-        ctx.store.write_account(
-            AccountRecord(
-                server=server, uri=uri, email=email or ctx.settings.email, created=ctx.now()
-            )
-        )
-        ctx.reporter.info(f"created ACME account {uri}")
-    return session
 
 
 # ---- order ------------------------------------------------------------------
@@ -93,8 +44,8 @@ class OrderRequest:
 
     domains: list[str]
     name: str | None = None
-    challenge: str = "http"
-    method: str = "manual"  # standalone | webroot | manual | rfc2136 | hook
+    challenge: str | None = None  # None: the certificate's current one, else http
+    method: str | None = None  # standalone | webroot | manual | rfc2136 | hook; None: keep
     webroot: str | None = None
     http_port: int | None = None
     key_type: str = "ec256"
@@ -104,6 +55,7 @@ class OrderRequest:
     deploy_hook: str | None = None
     # DNS provider settings (solvers.dns.OPTIONS keys); secrets only by file path or env name
     dns_settings: dict[str, Any] = field(default_factory=dict)
+    drop_names: bool = False  # allow leaving out names of the live certificate
 
 
 @dataclass
@@ -153,7 +105,26 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
+def with_method(request: OrderRequest, existing: CertRecord | None) -> OrderRequest:
+    """The request with its validation method settled: the one named, else the stored one."""
+    from dataclasses import replace
+
+    from certctl.policy.replacing import previous_validation, settle
+
+    old = previous_validation(existing)
+    chosen = settle(
+        request.challenge,
+        request.method,
+        request.webroot,
+        request.http_port,
+        request.dns_settings,
+        old,
+    )
+    return replace(request, **vars(chosen))
+
+
+def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
+    assert request.method is not None
     if request.challenge not in ("http", "dns"):
         raise BadInput(f"unknown challenge {request.challenge!r}: use http or dns")
     if request.key_type not in KEY_TYPES:
@@ -194,12 +165,22 @@ def _validation_for(request: OrderRequest, domains: list[str]) -> Validation:
 
 
 def order(
-    ctx: Context, request: OrderRequest, confirm_tos: ConfirmTos | None = None
+    ctx: Context,
+    request: OrderRequest,
+    confirm_tos: ConfirmTos | None = None,
+    confirm_drop: ConfirmDrop | None = None,
 ) -> OrderReport:
     """Place an order: key, account, order at the CA, all state persisted."""
+    from certctl.policy import replacing as reuse
+
     domains = normalize_domains(request.domains)
     name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
-    validation = _validation_for(request, domains)
+    if request.email:
+        request.email = check_email(request.email)
+    before = peek_record(ctx, name)
+    request = with_method(request, before)
+    validation = validation_for(request, domains)
+    reuse.check_dropped(before, domains, request.drop_names, confirm_drop)
     server = ctx.settings.server_url
     if request.profile:  # refuse an unknown profile before anything is created
         offered = ctx.acme(server).profiles()
@@ -216,6 +197,9 @@ def order(
                 f"{name!r} holds an uploaded certificate: choose another --name for the ACME one"
             )
         record = existing or CertRecord(name=name, domains=domains, created=ctx.now())
+        warning = reuse.method_change(name, reuse.previous_validation(existing), validation)
+        if warning is not None:
+            ctx.reporter.warn(warning)
         record.domains = domains
         record.key_type = request.key_type
         record.server = server
@@ -228,6 +212,13 @@ def order(
         )
         _place_order(ctx, session, record)
         return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
+
+
+def peek_record(ctx: Context, name: str) -> CertRecord | None:
+    """The stored record of `name`, if any, read without its lock (to decide early)."""
+    if not ctx.store.exists() or not ctx.store.has(name):
+        return None
+    return ctx.store.read(name)
 
 
 def _place_order(
@@ -252,18 +243,44 @@ class VerifyReport:
 
     name: str
     domains: list[str]
-    status: str
+    status: str  # valid | pending (not visible: the CA was not asked) | invalid | error
     results: dict[str, str | None] = field(default_factory=dict)
+    selfcheck: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The documented JSON shape of `verify --json`."""
+        """The documented JSON shape of `verify --json` (printed whatever the outcome)."""
         return {
             "name": self.name,
             "status": self.status,
             "domains": [
                 {"domain": d, "valid": err is None, "error": err} for d, err in self.results.items()
             ],
+            "selfcheck": self.selfcheck,
+            "error": self.error,
         }
+
+
+class VerifyFailed(CertctlError):
+    """verify did not validate: the cause's message and exit code, with the report."""
+
+    def __init__(self, cause: CertctlError, report: VerifyReport) -> None:
+        super().__init__(str(cause))
+        self.exit_code = cause.exit_code
+        self.report = report
+
+
+def _selfcheck_json(todo: list[Challenge], findings: list[Any], dns: bool) -> list[dict[str, Any]]:
+    """What the self-check looked at and saw, per challenge (DNS: unless the solver waited)."""
+    entries = []
+    for c in todo:
+        if c.type == "dns-01" and not dns:
+            continue
+        seen = [f"{f.where}: saw {f.seen}" for f in findings if f.domain == c.domain]
+        where = c.record_name + "." if c.type == "dns-01" else f"http://{c.domain}{c.record_name}"
+        entry = {"domain": c.domain, "type": c.type, "where": where, "expected": c.validation}
+        entries.append({**entry, "visible": not seen, "problems": seen})
+    return entries
 
 
 def _usable_order(ctx: Context, record: CertRecord) -> OrderState:
@@ -287,20 +304,34 @@ def _usable_order(ctx: Context, record: CertRecord) -> OrderState:
 
 
 def verify(ctx: Context, name: str, timeout: float = VERIFY_TIMEOUT) -> VerifyReport:
-    """Self-check the challenges, then ask the CA to validate and wait for its verdict."""
-    ctx.store.read(name)  # NotFound before anything is locked or created
-    with ctx.store.lock(name):
-        record = ctx.store.read(name)
-        return _verify_locked(ctx, record, timeout)
+    """Self-check the challenges, then ask the CA to validate and wait for its verdict.
+
+    Failures other than bad input raise VerifyFailed, which carries the report.
+    """
+    report = VerifyReport(name, ctx.store.read(name).domains, "valid")  # NotFound: nothing locked
+    try:
+        with ctx.store.lock(name):
+            record = ctx.store.read(name)
+            return _verify_locked(ctx, record, timeout, report)
+    except BadInput:
+        raise
+    except CertctlError as e:
+        failed = any(err is not None for err in report.results.values())
+        hidden = any(not entry["visible"] for entry in report.selfcheck)
+        report.status = "invalid" if failed else "pending" if hidden else "error"
+        report.error = str(e)
+        raise VerifyFailed(e, report) from e
 
 
-def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyReport:
+def _verify_locked(
+    ctx: Context, record: CertRecord, timeout: float, report: VerifyReport | None = None
+) -> VerifyReport:
     from certctl.challenges import make_solver, selfcheck
 
     order = _usable_order(ctx, record)
     session = account_session(ctx, record.server or ctx.settings.server_url)
     todo = [c for c in order.challenges if c.status != "valid"]
-    report = VerifyReport(record.name, record.domains, "valid")
+    report = report or VerifyReport(record.name, record.domains, "valid")
     if not todo:
         return _mark_ready(ctx, record, report)
     solver = make_solver(record.validation, ctx.reporter, ctx.store)
@@ -309,8 +340,10 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
         solver.present(todo)
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
-            if not getattr(solver, "waits_for_propagation", False):
+            dns_checked = not getattr(solver, "waits_for_propagation", False)
+            if dns_checked:
                 findings += selfcheck.check_dns(todo, resolvers)
+        report.selfcheck = _selfcheck_json(todo, findings, dns_checked)
         if findings:
             raise NotYet(
                 "not visible yet (the CA was not asked): "
@@ -368,6 +401,8 @@ class IssueReport:
     paths: dict[str, str]
     reordered: bool = False
     hook_error: str | None = None
+    action: str = "issued"  # issued | kept (valid and not due: no duplicate without --force)
+    reason: str | None = None  # why it was kept
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of `issue --json`."""
@@ -383,19 +418,9 @@ class IssueReport:
             "paths": self.paths,
             "deploy_hook_error": self.hook_error,
             "new_order": self.reordered,
+            "action": self.action,
+            "reason": self.reason,
         }
-
-
-def issue(ctx: Context, name: str, timeout: float = ISSUE_TIMEOUT) -> IssueReport:
-    """Finalize the order and store the certificate; re-issue in one go when automatic."""
-    ctx.store.read(name)  # NotFound before anything is locked or created
-    with ctx.store.lock(name):
-        record = ctx.store.read(name)
-        report = issue_locked(ctx, record, timeout)
-        from certctl.ops.hooks import run_deploy_hook
-
-        report.hook_error = run_deploy_hook(ctx, record)
-        return report
 
 
 def issue_locked(
@@ -423,7 +448,8 @@ def issue_locked(
     assert order is not None
     if any(c.status != "valid" for c in order.challenges) and order.status == "pending":
         if not record.validation.automatic:
-            raise NotYet(
+            # exit 2, not 3: retrying 'issue' never helps, 'verify' has to run first
+            raise BadInput(
                 f"the order for {record.name!r} is not validated yet:"
                 f" run 'certctl verify {record.name}' first"
             )
@@ -511,43 +537,3 @@ def split_chain(fullchain: str) -> tuple[bytes, bytes]:
     leaf = fullchain[:end].strip() + "\n"
     rest = fullchain[end:].strip()
     return leaf.encode(), (rest + "\n").encode() if rest else b""
-
-
-# ---- settings ---------------------------------------------------------------
-
-
-def update_settings(
-    ctx: Context, name: str, *, renew_before: str | None, deploy_hook: str | None
-) -> CertRecord:
-    """Change a certificate's renewal point and deploy hook."""
-    check_cert_name(name)
-    if renew_before is None and deploy_hook is None:
-        raise BadInput("nothing to change: give --renew-before and/or --deploy-hook")
-    days: float | None = None
-    if renew_before is not None and renew_before != "default":
-        try:
-            days = float(renew_before)
-        except ValueError:
-            days = -1
-        if not 0 < days <= 3650:
-            raise BadInput(
-                f"invalid --renew-before {renew_before!r}: give days (e.g. 20) or 'default'"
-            )
-    ctx.store.read(name)
-    with ctx.store.lock(name):
-        record = ctx.store.read(name)
-        if renew_before is not None:
-            record.renew_before_days = days
-            current = record.current
-            if days is not None and current is not None:
-                lifetime = (current.not_after - current.not_before).total_seconds() / 86400
-                if days >= lifetime:
-                    ctx.reporter.warn(
-                        f"{name}: renew_before {days:g} days is not shorter than the"
-                        f" certificate's lifetime ({lifetime:.0f} days): every renew-due run"
-                        " will renew it"
-                    )
-        if deploy_hook is not None:
-            record.deploy_hook = deploy_hook or None
-        ctx.store.write(record)
-    return record

@@ -198,3 +198,40 @@ def notice_due(record: CertRecord, today: date) -> bool:
         last = last.astimezone(UTC)
     last_day = last.date() if isinstance(last, datetime) else last
     return last_day != today
+
+
+def max_renew_before(not_before: datetime, not_after: datetime) -> float:
+    """The largest `renew_before` (days) that leaves a fresh certificate not due at once.
+
+    A fresh certificate must live at least a day (half its lifetime when shorter
+    than two days) before it is due, else every renew-due run would renew it.
+    The lifetime is taken to the minute (a CA's 90 days may end a second early),
+    the result rounded down to 0.01 days.
+    """
+    lifetime = timedelta(minutes=round((not_after - not_before).total_seconds() / 60))
+    largest = lifetime - min(timedelta(days=1), lifetime / 2)
+    return int(largest.total_seconds() / 864) / 100
+
+
+def lifetime_days(not_before: datetime, not_after: datetime) -> float:
+    """A certificate's lifetime in days, to the minute."""
+    return round((not_after - not_before).total_seconds() / 60) / 1440
+
+
+def renewal_wanted(record: CertRecord, now: datetime) -> str | None:
+    """Why a new certificate for `record` is wanted at `now`; None when the live one will do.
+
+    The same due-ness as renew-due (due_at: renew_before, ARI, lifetime share), applied
+    to `issue`/`obtain` so a valid certificate is not duplicated by re-running them.
+    """
+    current = record.current
+    if current is None:
+        return "no certificate yet"
+    if record.revoked:
+        return "the certificate is revoked"
+    if now >= current.not_after:
+        return f"the certificate expired {current.not_after:%Y-%m-%d}"
+    due, rule = due_at(record, ari_of(record))
+    if now >= due:
+        return f"renewal due ({rule})"
+    return None
