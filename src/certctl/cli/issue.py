@@ -25,8 +25,10 @@ def issue_command(ctx: click.Context, name: str, timeout: float, json_output: bo
     from certctl.cli import render
     from certctl.cli.runtime import build_context
     from certctl.ops import obtain
+    from certctl.ops.names import resolve_name
 
-    report = obtain.issue(build_context(ctx, json_output=json_output), name, timeout)
+    context = build_context(ctx, json_output=json_output)
+    report = obtain.issue(context, resolve_name(context, name), timeout)
     if json_output:
         render.print_json(report.to_json())
     else:

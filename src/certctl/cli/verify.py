@@ -24,8 +24,10 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
     from certctl.cli import render
     from certctl.cli.runtime import build_context
     from certctl.ops import obtain
+    from certctl.ops.names import resolve_name
 
-    report = obtain.verify(build_context(ctx, json_output=json_output), name, timeout)
+    context = build_context(ctx, json_output=json_output)
+    report = obtain.verify(context, resolve_name(context, name), timeout)
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -515,18 +515,12 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
         server=server,
         signed_with="certificate key" if own_key else "account",
         already_revoked=not revoked_now,
-        next_step=_after_revocation(record),
+        next_step=_after_revocation(record, ctx.settings.server_url),
     )
 
 
-def _after_revocation(record: CertRecord) -> str:
-    """What replaces a revoked certificate."""
-    if record.source == SOURCE_UPLOAD:
-        return f"upload its successor with 'certctl upload {record.name} --replace'"
-    if record.validation.automatic:
-        return (
-            f"'certctl renew-due' replaces it on its next run ('certctl issue {record.name}'"
-            " does it now)"
-        )
-    domains = " ".join(f"-d {d}" for d in record.domains)
-    return f"run 'certctl order {domains} --name {record.name}', then 'verify' and 'issue'"
+def _after_revocation(record: CertRecord, server: str) -> str:
+    """What replaces a revoked certificate (`server`: the CA certctl uses now)."""
+    from certctl.policy import hints
+
+    return hints.after_revocation(record, server)
