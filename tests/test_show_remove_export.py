@@ -39,6 +39,8 @@ LIVE_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 SHOW_KEYS = {
     "name",
     "domains",
+    "unicode_domains",
+    "next_step",
     "source",
     "server",
     "profile",
