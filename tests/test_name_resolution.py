@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from certctl.errors import BadInput
 from certctl.models import CertRecord, Challenge, OrderState, Validation
 from certctl.store import Store
 
@@ -148,3 +149,37 @@ def test_exact_name_wins_over_a_domain(offline: Certctl) -> None:
     _write(offline.store, "wildcard.d.test", ["*.d.test", "d.test"])
     result = offline.invoke("show", "d.test", "--json")
     assert json.loads(result.stdout)["name"] == "d.test"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored_as"),
+    [
+        pytest.param("shop", "shop", id="plain-name"),
+        pytest.param("bücher.test", "xn--bcher-kva.test", id="u-label"),
+        pytest.param("*.d.test", "wildcard.d.test", id="wildcard"),
+    ],
+)
+def test_upload_names_a_domain_as_order_would(
+    offline: Certctl, tmp_path: Path, given: str, stored_as: str
+) -> None:
+    from certfactory import make_leaf
+
+    (tmp_path / "b.pem").write_bytes(make_leaf("www.example.com").bundle_pem())
+    result = offline.invoke("upload", given, "--bundle", str(tmp_path / "b.pem"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["name"] == stored_as
+    assert Store(offline.store).names() == [stored_as]
+    assert offline.invoke("show", given, "--json").exit_code == 0
+
+
+def test_policy_name_helpers() -> None:
+    from certctl.policy.names import cert_name_for, shown_domain, unicode_domain
+
+    assert unicode_domain("*.xn--bcher-kva.test") == "*.bücher.test"
+    assert unicode_domain("example.com") == "example.com"
+    assert unicode_domain("xn--zz.test") == "xn--zz.test"  # undecodable: as stored
+    assert shown_domain("xn--bcher-kva.test") == "xn--bcher-kva.test (bücher.test)"
+    assert shown_domain("example.com") == "example.com"
+    assert cert_name_for("Bücher.Test") == "xn--bcher-kva.test"
+    with pytest.raises(BadInput, match="invalid certificate name"):
+        cert_name_for("a/b")

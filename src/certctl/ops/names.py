@@ -10,14 +10,16 @@ from __future__ import annotations
 from certctl.context import Context
 from certctl.errors import BadInput, NotFound
 from certctl.models import CertRecord
-from certctl.policy.names import is_cert_name, lookup_domain, refuse_cert_name
+from certctl.policy.names import default_cert_name, is_cert_name, lookup_domain, refuse_cert_name
 
 
 def resolve_name(ctx: Context, given: str) -> str:
     """The stored name `given` stands for; BadInput (exit 2) when none or several match.
 
-    The exact name wins; otherwise the domain `given` (a wildcard, any case, a
-    U-label form) picks the one certificate whose domains include it.
+    The exact name wins, then the name certctl gives the domain `given`
+    (`*.example.com` → `wildcard.example.com`, `bücher.de` → `xn--bcher-kva.de`);
+    otherwise that domain (a wildcard, any case, a U-label form) picks the one
+    certificate whose domains include it.
     """
     names = ctx.store.names()
     if is_cert_name(given) and given in names:
@@ -27,8 +29,9 @@ def resolve_name(ctx: Context, given: str) -> str:
         if is_cert_name(given):
             raise _not_found(ctx, given)
         raise refuse_cert_name(given)
-    if domain in names:  # a U-label or upper-case spelling of a stored name
-        return domain
+    named = default_cert_name(domain)  # the name order or upload gives that domain
+    if named in names:
+        return named
     matches = sorted(
         name
         for name, record in ctx.store.records()

@@ -24,7 +24,12 @@ from certctl.models import (
 )
 from certctl.pki.keys import KEY_TYPES, generate_key, make_csr
 from certctl.policy import hints
-from certctl.policy.names import check_cert_name, default_cert_name, normalize_domains
+from certctl.policy.names import (
+    cert_name_for,
+    check_cert_name,
+    default_cert_name,
+    normalize_domains,
+)
 from certctl.store import fault_point
 
 if TYPE_CHECKING:
@@ -199,7 +204,7 @@ def order(
 ) -> OrderReport:
     """Place an order: key, account, order at the CA, all state persisted."""
     domains = normalize_domains(request.domains)
-    name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
+    name = cert_name_for(request.name) if request.name else default_cert_name(domains[0])
     validation = _validation_for(request, domains)
     server = ctx.settings.server_url
     if request.profile:  # refuse an unknown profile before anything is created

@@ -12,7 +12,7 @@ from typing import Any
 from certctl.context import Context
 from certctl.errors import BadInput
 from certctl.models import SOURCE_UPLOAD, CertRecord
-from certctl.policy.names import check_cert_name
+from certctl.policy.names import cert_name_for
 
 
 @dataclass
@@ -79,7 +79,7 @@ def upload(ctx: Context, request: UploadRequest) -> UploadReport:
     from certctl.ops.obtain import facts_of
     from certctl.pki.material import load_upload
 
-    name = check_cert_name(request.name)
+    name = cert_name_for(request.name)
     if all(
         data is None
         for data in (request.cert, request.key, request.chain, request.bundle, request.pkcs12)

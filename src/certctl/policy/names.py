@@ -160,3 +160,17 @@ def refuse_cert_name(given: str) -> BadInput:
         " its certificate's domains (e.g. '*.example.com'); names are 1-64 letters, digits,"
         " '-', '_' or '.', starting with a letter or digit"
     )
+
+
+def cert_name_for(given: str) -> str:
+    """The name a new certificate gets when the user names it (`order --name`, `upload NAME`).
+
+    A valid name is kept; a domain given as a name gets the name certctl derives
+    from it (`*.example.com` → `wildcard.example.com`, `bücher.de` → `xn--bcher-kva.de`).
+    """
+    if is_cert_name(given):
+        return given
+    domain = lookup_domain(given)
+    if domain is None:
+        return check_cert_name(given)  # raises, naming what is allowed
+    return default_cert_name(domain)
