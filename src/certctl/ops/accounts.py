@@ -491,10 +491,12 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
         own_key = reason == "keyCompromise"
         if record.source == SOURCE_UPLOAD:
             if not own_key:
+                from certctl.policy import hints
+
                 raise BadInput(
                     f"{name!r} was uploaded: revoke it through the CA that issued it; if its"
-                    " key is compromised and that CA speaks ACME, run 'certctl --server"
-                    f" <its directory URL> revoke {name} --reason keyCompromise'"
+                    f" key is compromised and that CA speaks ACME, put its directory URL for"
+                    f" {hints.ITS_CA} and run: {hints.revoke_with_own_key(name)}"
                 )
             server = ctx.settings.server_url
         else:

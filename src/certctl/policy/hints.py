@@ -12,8 +12,10 @@ import shlex
 
 from certctl.models import SOURCE_UPLOAD, CertRecord
 
-# The one thing a hint cannot know: the file holding an uploaded certificate's successor.
+# What a hint cannot know: the file holding an uploaded certificate's successor, and the
+# ACME directory of the CA that issued an uploaded certificate.
 NEW_BUNDLE = "NEW-BUNDLE.pem"
+ITS_CA = "DIRECTORY-URL"
 DEFAULT_PROPAGATION_TIMEOUT = 120.0
 
 LIST = "certctl list"
@@ -51,6 +53,11 @@ def renew_now(name: str) -> str:
 def upload_successor(name: str) -> str:
     """Replace an uploaded certificate (NEW_BUNDLE: the new key, certificate and chain)."""
     return command("upload", name, "--replace", "--bundle", NEW_BUNDLE)
+
+
+def revoke_with_own_key(name: str) -> str:
+    """Revoke an uploaded certificate at its own CA, signed with the certificate's key."""
+    return command("--server", ITS_CA, "revoke", name, "--reason", "keyCompromise")
 
 
 def order_again(record: CertRecord, server: str | None = None) -> str:
@@ -147,6 +154,7 @@ def all_commands(record: CertRecord, server: str | None = None) -> dict[str, str
         "issue": issue(record.name),
         "renew_now": renew_now(record.name),
         "upload_successor": upload_successor(record.name),
+        "revoke_with_own_key": revoke_with_own_key(record.name),
         "order_again": order_again(record, server),
         "replace": replace(record, server),
         "list": LIST,
