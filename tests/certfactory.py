@@ -201,6 +201,7 @@ def make_cert(
     not_after: datetime = CA_NOT_AFTER,
     issuer_name: x509.Name | None = None,
     signing_key: PrivateKeyTypes | None = None,
+    serial: int | None = None,
 ) -> x509.Certificate:
     """Any certificate; self-signed when no issuer. `issuer_name`/`signing_key` forge links."""
     signer = signing_key or (issuer.key if issuer else key)
@@ -210,7 +211,7 @@ def make_cert(
         .subject_name(subject)
         .issuer_name(issuer_name or (issuer.cert.subject if issuer else subject))
         .public_key(key.public_key())
-        .serial_number(next(_serials))
+        .serial_number(serial or next(_serials))
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -268,6 +269,7 @@ def make_leaf(
     now: datetime | None = None,
     issuer: Issued | None = None,
     ca: bool = False,
+    serial: int | None = None,
 ) -> Issued:
     """A leaf signed by int2 (or `issuer`) for `days` days, by default from an hour before now.
 
@@ -291,6 +293,7 @@ def make_leaf(
         ca=ca,
         not_before=not_before,
         not_after=not_after or not_before + lifetime,
+        serial=serial,
     )
     chain = (issuer.cert, *issuer.chain) if issuer.root else ()
     return Issued(cert, leaf_key, chain, issuer.root or issuer.cert)

@@ -41,7 +41,7 @@ def test_register_with_another_email_on_an_existing_account_says_use_update(
     assert one_error_line(proc.stderr) == (
         f"error: an account already exists for {certctl.pebble.directory_url} (contact"
         " old@example.com): register did not change it; to change the contact run"
-        " 'certctl account update --email new@example.com'"
+        " certctl account update --email new@example.com"
     )
     assert tree(certctl.store) == before
     assert certctl.json("account", "show")["contact"] == ["mailto:old@example.com"]

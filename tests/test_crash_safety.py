@@ -21,6 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certctl.pki.certinfo import serial_hex
 from certctl.store import Store
 
 from conftest import Certctl, make_due, standalone, unique
@@ -140,7 +141,7 @@ def test_kill_during_issue_then_rerun_resumes_the_order(
     assert issued["new_order"] is False  # resumed where the CA already has it
     assert issued["version"] == 1  # a version stored before the crash is reused, not doubled
     cert = assert_live_pair(certctl.store, domain)
-    assert cert is not None and format(cert.serial_number, "x") == issued["serial"]
+    assert cert is not None and serial_hex(cert.serial_number) == issued["serial"]
     assert not (certctl.store / "certs" / domain / "pending.key").exists()
     doctor(certctl)
 
@@ -161,11 +162,11 @@ def test_kill_during_renewal_keeps_old_certificate_live(
     doctor(certctl)
     cert = assert_live_pair(certctl.store, domain)
     assert cert is not None
-    switched = format(cert.serial_number, "x") != first["serial"]
+    switched = serial_hex(cert.serial_number) != first["serial"]
     assert switched == (point in ("live-after", "meta-before#3"))
     record = Store(certctl.store).read(domain)
     assert record.current is not None
-    assert record.current.serial == format(cert.serial_number, "x")  # metadata = live
+    assert record.current.serial == serial_hex(cert.serial_number)  # metadata = live
     if not switched:
         # the rerun finishes the stored order instead of placing a second one
         proc = certctl.run("renew-due", "--json")

@@ -84,12 +84,13 @@ def record(
     )
 
 
-def order(status: str, error: str | None = None) -> OrderState:
+def order(status: str, error: str | None = None, expires: datetime | None = None) -> OrderState:
     return OrderState(
         url="https://ca.test/order/1",
         status=status,
         finalize_url="https://ca.test/fin/1",
         error=error,
+        expires=expires,
     )
 
 
@@ -597,6 +598,13 @@ def test_notice_due_compares_utc_days(last_sent: datetime, today: date, due: boo
                      "renewal order is ready", id="pending-renewal-order"),
         pytest.param(record(90, order=order("ready")), days(61), "due", "renewal due",
                      id="due-beats-pending-order"),
+        pytest.param(record(current=False, order=order("pending", expires=T0 + days(7))),
+                     days(6), "pending order", "order is pending", id="pending-before-expiry"),
+        pytest.param(record(current=False, order=order("pending", expires=T0 + days(7))),
+                     days(7), "order expired", "order expired 2025-03-08 12:00 UTC",
+                     id="first-order-expired"),
+        pytest.param(record(90, order=order("ready", expires=T0 + days(7))), days(10),
+                     "order expired", "renewal order expired", id="renewal-order-expired"),
         pytest.param(record(current=False, order=order("invalid", "CAA forbids")), days(0),
                      "failed", "CAA forbids", id="failed-first-order"),
         pytest.param(record(current=False), days(0), "failed", "no certificate", id="failed-empty"),
@@ -615,7 +623,8 @@ def test_status_of_states(cert: CertRecord, now: timedelta, state: str, reason: 
     assert status.state == state
     assert reason in status.reason
     assert status.state in (
-        "valid", "due", "expiring", "expired", "pending order", "failed", "revoked"
+        "valid", "due", "expiring", "expired", "pending order", "order expired", "failed",
+        "revoked",
     )  # fmt: skip
     if cert.current is None:
         assert (status.days_left, status.due_at) == (None, None)

@@ -26,12 +26,13 @@ import tomli_w
 from cryptography import x509
 
 from certctl.models import SOURCE_UPLOAD, CertRecord, Current, OrderState, Validation
+from certctl.pki.certinfo import serial_hex
 from certctl.store import Store
 from test_crash_safety import assert_live_pair, doctor
 from test_upload_cli import listed, one_error_line, snapshot, upload, write
 
 from certfactory import Issued, make_leaf, private_key
-from conftest import CERTCTL, Certctl, standalone, unique
+from conftest import CERTCTL, Certctl, make_due, standalone, unique
 from pebble import PebbleServer
 
 
@@ -51,7 +52,7 @@ def live_serial(store: Path, cert_name: str) -> str:
     cert = x509.load_pem_x509_certificate(
         (store / "certs" / cert_name / "live" / "cert.pem").read_bytes()
     )
-    return format(cert.serial_number, "x")
+    return serial_hex(cert.serial_number)  # as certctl prints it (openssl's form)
 
 
 # ---- dropping names -------------------------------------------------------------
@@ -242,7 +243,7 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
     certctl: Certctl, pebble: PebbleServer, tmp_path: Path, point: str, legacy: bool
 ) -> None:
     domain, issued = _obtained(certctl, pebble, "uk")
-    certctl.run("set", domain, "--renew-before", "1000", check=True)  # due, were it ACME
+    make_due(certctl.store, domain)  # due, were it ACME
     if legacy:
         _strip_origin(certctl.store, domain)
     record_before = Store(certctl.store).read(domain).to_dict()
@@ -261,7 +262,7 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
 
     shown = certctl.json("show", domain)
     assert shown["source"] == expected, shown
-    assert shown["certificate"]["serial"] == format(cert.serial_number, "x")
+    assert shown["certificate"]["serial"] == serial_hex(cert.serial_number)
     assert shown["renewal"]["automatic"] is (not uploaded)
     assert shown["validation"] == (None if uploaded else "http-01 standalone")
     assert (shown["live_version"], shown["key_type"]) == (2 if uploaded else 1, "ec256")
@@ -276,7 +277,7 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
         assert report["checked"] == 1
         assert [c for c in report["certificates"] if c["action"] == "renewed"] == [], report
         assert Store(certctl.store).versions(domain) == [1, 2]
-        assert live_serial(certctl.store, domain) == format(new.cert.serial_number, "x")
+        assert live_serial(certctl.store, domain) == serial_hex(new.cert.serial_number)
     else:  # still the ACME certificate, fully: a rerun replaces it as if nothing happened
         assert live_serial(certctl.store, domain) == issued["serial"]
         assert Store(certctl.store).read(domain).to_dict() == record_before  # all of it

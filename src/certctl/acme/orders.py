@@ -150,9 +150,7 @@ class OrderCalls(AcmeConnection):
             if time.monotonic() >= deadline:
                 # RFC 8555 §7.5.1: still pending/processing is not a failure: retry later
                 raise NotYet(
-                    "the CA has not finished validating "
-                    + ", ".join(c.domain for c in pending)
-                    + ": run 'certctl verify' again later"
+                    "the CA has not finished validating " + ", ".join(c.domain for c in pending)
                 )
             if on_poll:
                 on_poll(", ".join(c.domain for c in pending))
@@ -183,9 +181,7 @@ class OrderCalls(AcmeConnection):
         while status == "processing":
             # RFC 8555 §7.1.6: "processing" — poll again (after Retry-After, within deadline).
             if time.monotonic() >= deadline:
-                raise NotYet(
-                    "the CA is still processing the order: run 'certctl issue' again later"
-                )
+                raise NotYet("the CA is still processing the order")
             self.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
             body = self.fetch_order(order)
             status = status_name(body.status)
@@ -197,7 +193,7 @@ class OrderCalls(AcmeConnection):
             detail = problem_text(body.error) if body.error else "no detail given"
             raise AcmeError(f"the CA refused to issue the certificate: {detail}")
         if status == "pending":
-            raise NotYet("the order's authorizations are not valid yet: run 'certctl verify' first")
+            raise NotYet("the order's authorizations are not valid yet")
         raise AcmeError(f"unexpected order status {status!r} at the CA")
 
     def download(self, url: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from certctl.models import Challenge
+from certctl.policy import hints
 
 HTTP_TIMEOUT = 5.0
 DNS_TIMEOUT = 3.0
@@ -37,7 +38,7 @@ class Finding:
 
 def next_step(findings: Sequence[Finding], name: str) -> str:
     """What the user should do about these findings (the end of verify's message)."""
-    again = f"then run 'certctl verify {name}' again"
+    again = f"then run again: {hints.verify(name)}"
     if findings and all(f.lookup_failed for f in findings):
         return f" — the DNS lookup itself failed: fix the resolver or name server, {again}"
     return f" — publish it, {again}"

@@ -30,9 +30,10 @@ def issue_command(
     from certctl.cli import render
     from certctl.cli.runtime import build_context
     from certctl.ops import reuse
+    from certctl.ops.names import resolve_name
 
     context = build_context(ctx, json_output=json_output)
-    report = reuse.issue(context, name, timeout, force=force)
+    report = reuse.issue(context, resolve_name(context, name), timeout, force=force)
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from certctl.ops.renew import RenewReport
     from certctl.ops.upload import UploadReport
 
+from certctl.models import Challenge
+from certctl.policy import hints
+
 _consoles: dict[tuple[bool, int], Console] = {}
 
 
@@ -96,21 +99,49 @@ class CliReporter:
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    """Every date a person reads, in one form: 2026-03-01 12:00 UTC."""
+    if not value:
+        return "-"
+    if value.tzinfo is not None:
+        from datetime import UTC
+
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _domains(domains: list[str]) -> str:
+    """Domains as stored (A-labels), each followed by its U-label form where that differs."""
+    from certctl.policy.names import shown_domain
+
+    return ", ".join(shown_domain(d) for d in domains)
+
+
+def _challenge_lines(challenge: Challenge, indent: str) -> list[str]:
+    """What must be published for one challenge: the TXT record, or the URL and content."""
+    if challenge.type == "dns-01":
+        return [
+            f"{indent}name:  {challenge.record_name}.",
+            f"{indent}type:  TXT",
+            f"{indent}value: {challenge.validation}",
+        ]
+    return [
+        f"{indent}URL:     http://{challenge.domain}{challenge.record_name}",
+        f"{indent}content: {challenge.validation}",
+    ]
 
 
 def order_report(report: OrderReport) -> None:
     """What to publish, per challenge."""
     out = _Out()
-    out.print(f"Order placed for [bold]{report.name}[/] ({', '.join(report.domains)})")
+    out.print(f"Order placed for [bold]{report.name}[/] ({_domains(report.domains)})")
     out.print(f"Validation: {report.validation.label}; order expires {_when(report.order.expires)}")
     for challenge in report.order.challenges:
         if challenge.status == "valid":
             out.print(f"\n{challenge.domain}: already validated")
         elif challenge.type == "dns-01":
             out.print(f"\n{challenge.domain}: publish this DNS TXT record")
-            out.print(f"  name:  {challenge.record_name}.")
-            out.print(f"  value: {challenge.validation}")
+            for line in _challenge_lines(challenge, "  "):
+                out.print(line, markup=False)
         else:
             where = "certctl serves it itself during 'verify'"
             if report.validation.method == "webroot":
@@ -118,9 +149,9 @@ def order_report(report: OrderReport) -> None:
             elif report.validation.method == "manual":
                 where = "publish it on your web server"
             out.print(f"\n{challenge.domain}: {where}")
-            out.print(f"  URL:     http://{challenge.domain}{challenge.record_name}")
-            out.print(f"  content: {challenge.validation}")
-    out.print(f"\nThen run: certctl verify {report.name}")
+            for line in _challenge_lines(challenge, "  "):
+                out.print(line, markup=False)
+    out.print(f"\nThen run: {hints.verify(report.name)}", markup=False)
 
 
 def verify_report(report: VerifyReport) -> None:
@@ -128,7 +159,7 @@ def verify_report(report: VerifyReport) -> None:
     out = _Out()
     for domain, error in report.results.items():
         out.print(f"{domain}: {'valid' if error is None else error}")
-    out.print(f"Validated. Now run: certctl issue {report.name}")
+    out.print(f"Validated. Now run: {hints.issue(report.name)}", markup=False)
 
 
 def issue_report(report: IssueReport) -> None:
@@ -142,7 +173,7 @@ def issue_report(report: IssueReport) -> None:
         )
         return
     out.print(f"Certificate [bold]{report.name}[/] stored as version {report.version}")
-    out.print(f"  domains:   {', '.join(report.domains)}")
+    out.print(f"  domains:   {_domains(report.domains)}", markup=False)
     out.print(f"  serial:    {current.serial}")
     out.print(f"  issuer:    {current.issuer}")
     out.print(f"  not after: {_when(current.not_after)}")
@@ -155,6 +186,7 @@ _STATE_STYLE = {
     "due": "yellow",
     "expiring": "yellow",
     "pending order": "cyan",
+    "order expired": "yellow",
     "expired": "red",
     "failed": "red",
     "revoked": "red",
@@ -166,13 +198,17 @@ def list_table(entries: list[ListEntry]) -> None:
     """The store as an aligned table (ANSI colour for the state on a terminal)."""
     out = _Out()
     if not entries:
-        out.print("No certificates in the store. Start with: certctl order -d DOMAIN")
+        out.print(
+            f"No certificates in the store. See how to start with: {hints.ORDER_HELP}"
+            f" (or {hints.UPLOAD_HELP})",
+            markup=False,
+        )
         return
     header = ("NAME", "DOMAINS", "ISSUER", "NOT AFTER", "DAYS", "RENEWAL", "STATE")
     rows = [
         (
             entry.name,
-            ", ".join(entry.domains),
+            _domains(entry.domains),
             entry.issuer or "-",
             entry.not_after.strftime("%Y-%m-%d") if entry.not_after else "-",
             "-" if entry.days_left is None else f"{entry.days_left:.0f}",
@@ -228,11 +264,14 @@ def upload_report(report: UploadReport) -> None:
     verb = "replaced with" if report.replaced else "stored as"
     out.print(f"Certificate [bold]{report.name}[/] {verb} version {report.version}")
     rows = [
-        ("names", ", ".join(report.names)),
+        ("names", _domains(report.names)),
         ("issuer", report.issuer),
         ("serial", report.serial),
         ("sha256", report.fingerprint),
-        ("not after", f"{report.not_after} ({report.days_left:.0f} days left)"),
+        (
+            "not after",
+            f"{_when(datetime.fromisoformat(report.not_after))} ({report.days_left:.0f} days left)",
+        ),
         ("chain", f"{report.chain_length} intermediate(s)"),
         ("key", report.key_type),
         ("warnings", str(len(report.warnings)) if report.warnings else "none"),
@@ -270,13 +309,13 @@ def show_report(report: ShowReport) -> None:
 
     out.print(f"[bold]{record.name}[/]")  # names are validated: no markup inside
     row("state", f"{report.state} ({report.reason})")
-    row("domains", ", ".join(record.domains))
+    row("domains", _domains(record.domains))
     source = record.source + (f", {record.server}" if record.server else "")
     row("source", source)
     row("profile", record.profile or "-")
     row("revoked", "yes" if record.revoked else "no")
     if cert is not None:
-        row("names", ", ".join(cert.names))
+        row("names", _domains(cert.names))
         row("key type", cert.key_type)
         row("issuer", cert.issuer)
         row("serial", cert.serial)
@@ -327,17 +366,19 @@ def show_report(report: ShowReport) -> None:
     order = record.order
     if order is not None:
         expires = _when(order.expires)
-        out.print(f"  pending order: {order.status}, expires {expires}", markup=False)
+        if report.state == "order expired":
+            out.print(f"  order expired: {order.status}, expired {expires}", markup=False)
+        else:
+            out.print(f"  pending order: {order.status}, expires {expires}", markup=False)
         if order.error:
             out.print(f"    error: {order.error}", markup=False)
         for challenge in order.challenges:
-            where = challenge.record_name
-            if challenge.type == "http-01":
-                where = f"http://{challenge.domain}{challenge.record_name}"
-            out.print(
-                f"    {challenge.domain}: {challenge.type} {challenge.status}  {where}",
-                markup=False,
-            )
+            out.print(f"    {challenge.domain}: {challenge.type} {challenge.status}", markup=False)
+            if challenge.status != "valid":
+                for line in _challenge_lines(challenge, "      "):
+                    out.print(line, markup=False)
+        if report.next_step:
+            out.print(f"  next step: {report.next_step}", markup=False)
 
 
 def remove_report(report: RemoveReport) -> None:
@@ -390,7 +431,7 @@ def account_report(report: AccountReport, command: str) -> None:
     for label, value in rows:
         out.print(f"  {label + ':':<9} {value}", markup=False)
     if command == "deactivate":
-        out.print("Register a new account with: certctl account register --agree-tos", False)
+        out.print(f"Register a new account with: {hints.REGISTER_ACCOUNT}", False)
 
 
 def rollover_report(report: RolloverReport) -> None:

@@ -65,17 +65,16 @@ def renew_due_command(
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
+    from certctl.ops.names import resolve_names
     from certctl.ops.renew import RenewOptions, renew_due
     from certctl.ops.renew import random_delay as sleep_random
-    from certctl.policy.names import check_cert_name
 
-    for name in force:
-        check_cert_name(name)
     context = build_context(ctx, json_output=json_output)
+    forced = resolve_names(context, force)
     sleep_random(random_delay)
     options = RenewOptions(
         dry_run=dry_run,
-        force=list(force),
+        force=forced,
         parallel=parallel,
         notice_days=notice_days,
         timeout=timeout,
@@ -117,11 +116,13 @@ def set_command(
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
+    from certctl.ops.names import resolve_name
     from certctl.ops.settings import update_settings
 
+    context = build_context(ctx, json_output=json_output)
     record = update_settings(
-        build_context(ctx, json_output=json_output),
-        name,
+        context,
+        resolve_name(context, name),
         renew_before=renew_before,
         deploy_hook=deploy_hook,
     )

@@ -30,10 +30,12 @@ def show_command(ctx: click.Context, name: str, pem: bool, json_output: bool) ->
     from certctl.cli.runtime import build_context
     from certctl.errors import BadInput
     from certctl.ops import inspect
+    from certctl.ops.names import resolve_name
 
     if pem and json_output:
         raise BadInput("--pem and --json exclude each other: choose one")
     context = build_context(ctx, json_output=json_output)
+    name = resolve_name(context, name)
     if pem:
         render.write_pem(inspect.live_fullchain(context, name))
         return
@@ -66,8 +68,10 @@ def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) 
     from certctl.cli.runtime import build_context
     from certctl.errors import BadInput
     from certctl.ops import inspect
+    from certctl.ops.names import resolve_name
 
     context = build_context(ctx, json_output=json_output)
+    name = resolve_name(context, name)
 
     def confirm(question: str) -> bool:
         if not context.interactive:
@@ -128,10 +132,12 @@ def export_command(
     from certctl.cli import render
     from certctl.cli.runtime import build_context
     from certctl.ops import inspect
+    from certctl.ops.names import resolve_name
 
     mode = inspect.parse_mode(key_mode)
+    context = build_context(ctx, json_output=json_output)
     report = inspect.export(
-        build_context(ctx, json_output=json_output), name, directory, owner=owner, key_mode=mode
+        context, resolve_name(context, name), directory, owner=owner, key_mode=mode
     )
     if json_output:
         render.print_json(report.to_json())

@@ -127,9 +127,9 @@ def upload_command(
     from certctl.cli import render
     from certctl.cli.runtime import build_context
     from certctl.ops.upload import UploadRequest, upload
-    from certctl.policy.names import check_cert_name
+    from certctl.policy.names import cert_name_for
 
-    check_cert_name(name)
+    name = cert_name_for(name)
     stdin_used: list[str] = []
     request = UploadRequest(
         name=name,

@@ -26,10 +26,11 @@ def verify_command(ctx: click.Context, name: str, timeout: float, json_output: b
     from certctl.cli import render
     from certctl.cli.runtime import build_context
     from certctl.ops import obtain
+    from certctl.ops.names import resolve_name
 
     context = build_context(ctx, json_output=json_output)
     try:
-        report = obtain.verify(context, name, timeout)
+        report = obtain.verify(context, resolve_name(context, name), timeout)
     except obtain.VerifyFailed as e:
         if json_output:
             render.print_json(e.report.to_json())

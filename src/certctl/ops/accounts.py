@@ -20,6 +20,7 @@ from certctl.context import Context
 from certctl.errors import AcmeError, BadInput, CertctlError, NotYet, OperationFailed
 from certctl.models import SOURCE_UPLOAD, AccountRecord, CertRecord
 from certctl.pki.keys import KEY_TYPES, generate_key, load_key
+from certctl.policy import hints
 from certctl.policy.contact import check_email
 
 if TYPE_CHECKING:
@@ -378,7 +379,7 @@ def _existing(ctx: Context, stored: Stored, request: RegisterRequest) -> Account
         raise BadInput(
             f"an account already exists for {stored[0].server} (contact {current}):"
             f" register did not change it; to change the contact run"
-            f" 'certctl account update --email {request.email}'"
+            f" {hints.account_update_email(request.email)}"
         )
     if request.eab is not None:
         ctx.reporter.warn(
@@ -388,6 +389,7 @@ def _existing(ctx: Context, stored: Stored, request: RegisterRequest) -> Account
 
 
 # ---- update (contact) --------------------------------------------------------
+
 
 def update(ctx: Context, email: str) -> AccountReport:
     """RFC 8555 §7.3.2: replace the account's contact at the CA, then in the store."""
@@ -526,10 +528,12 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
         own_key = reason == "keyCompromise"
         if record.source == SOURCE_UPLOAD:
             if not own_key:
+                from certctl.policy import hints
+
                 raise BadInput(
                     f"{name!r} was uploaded: revoke it through the CA that issued it; if its"
-                    " key is compromised and that CA speaks ACME, run 'certctl --server"
-                    f" <its directory URL> revoke {name} --reason keyCompromise'"
+                    f" key is compromised and that CA speaks ACME, put its directory URL for"
+                    f" {hints.ITS_CA} and run: {hints.revoke_with_own_key(name)}"
                 )
             server = ctx.settings.server_url
         else:
@@ -550,18 +554,12 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
         server=server,
         signed_with="certificate key" if own_key else "account",
         already_revoked=not revoked_now,
-        next_step=_after_revocation(record),
+        next_step=_after_revocation(record, ctx.settings.server_url),
     )
 
 
-def _after_revocation(record: CertRecord) -> str:
-    """What replaces a revoked certificate."""
-    if record.source == SOURCE_UPLOAD:
-        return f"upload its successor with 'certctl upload {record.name} --replace'"
-    if record.validation.automatic:
-        return (
-            f"'certctl renew-due' replaces it on its next run ('certctl issue {record.name}'"
-            " does it now)"
-        )
-    domains = " ".join(f"-d {d}" for d in record.domains)
-    return f"run 'certctl order {domains} --name {record.name}', then 'verify' and 'issue'"
+def _after_revocation(record: CertRecord, server: str) -> str:
+    """What replaces a revoked certificate (`server`: the CA certctl uses now)."""
+    from certctl.policy import hints
+
+    return hints.after_revocation(record, server)

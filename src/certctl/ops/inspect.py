@@ -24,8 +24,8 @@ from certctl.errors import (
     StoreError,
 )
 from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
-from certctl.policy import timing
-from certctl.policy.names import check_cert_name
+from certctl.policy import hints, timing
+from certctl.policy.names import check_cert_name, unicode_domain
 from certctl.store.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ REDACTED = "<redacted>"
 # A setting whose key names one of these holds a secret, unless it only points at one.
 _SECRET_WORDS = ("secret", "password", "passwd", "passphrase", "key", "token", "hmac")
 _REFERENCE_SUFFIXES = ("_file", "_env", "_path")
+# Settings whose key mentions a key but that hold a name, never a secret (RFC 8945: the
+# TSIG key's name and algorithm are sent in clear in every signed message).
+_NOT_SECRETS = frozenset({"tsig_key", "tsig_algorithm", "key_type"})
 EXPORT_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 CERT_MODE = 0o644
 KEY_MODE = 0o600
@@ -49,6 +52,8 @@ def redact(settings: Any, key: str = "") -> Any:
     if isinstance(settings, list):
         return [redact(v, key) for v in settings]
     lowered = key.lower()
+    if lowered in _NOT_SECRETS:
+        return settings
     if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith(_REFERENCE_SUFFIXES):
         return REDACTED
     return settings
@@ -123,6 +128,7 @@ class ShowReport:
     policy: Policy
     validation_settings: dict[str, Any]
     fullchain: bytes | None = field(default=None, repr=False)
+    next_step: str | None = None  # for a pending or expired order: a command to paste
 
     @property
     def validation(self) -> str | None:
@@ -137,6 +143,7 @@ class ShowReport:
         return {
             "name": record.name,
             "domains": record.domains,
+            "unicode_domains": [unicode_domain(d) for d in record.domains],
             "source": record.source,
             "server": record.server,
             "profile": record.profile,
@@ -149,6 +156,7 @@ class ShowReport:
             if cert is None
             else {
                 "names": cert.names,
+                "unicode_names": [unicode_domain(d) for d in cert.names],
                 "subject": cert.subject_cn,
                 "issuer": cert.issuer,
                 "serial": cert.serial,
@@ -210,6 +218,7 @@ class ShowReport:
             ],
             "paths": self.paths,
             "order": None if record.order is None else _order_json(record.order, challenge_json),
+            "next_step": self.next_step,
         }
 
 
@@ -267,7 +276,20 @@ def show(ctx: Context, name: str) -> ShowReport:
         policy=_policy(record, ctx.settings.notice_days),
         validation_settings=validation_settings,
         fullchain=live["fullchain.pem"] if live is not None else None,
+        next_step=_next_step(record, status.state, ctx.settings.server_url),
     )
+
+
+def _next_step(record: CertRecord, state: str, server: str) -> str | None:
+    """What to run about the record's order, if it has one."""
+    order = record.order
+    if order is None:
+        return None
+    if state == "order expired" or order.status == "invalid":
+        return hints.replace_text(record, server)
+    if order.status == "ready":
+        return "validated; run: " + hints.issue(record.name)
+    return "publish what is shown above, then run: " + hints.verify(record.name)
 
 
 def _chain_of(chain_pem: bytes) -> list[ChainEntry]:
@@ -343,7 +365,7 @@ def live_fullchain(ctx: Context, name: str) -> bytes:
     live = ctx.store.read_live(name)
     if live is None:
         raise BadInput(
-            f"{name!r} has no certificate yet (see 'certctl show {name}'): nothing to print"
+            f"{name!r} has no certificate yet (see: {hints.show(name)}): nothing to print"
         )
     return live["fullchain.pem"]
 
@@ -504,7 +526,7 @@ def export(
     live = ctx.store.read_live(name)
     if live is None or version is None:
         raise BadInput(
-            f"{name!r} has no certificate yet (see 'certctl show {name}'): nothing to export"
+            f"{name!r} has no certificate yet (see: {hints.show(name)}): nothing to export"
         )
     modes = {f: key_mode if f == "privkey.pem" else CERT_MODE for f in EXPORT_FILES}
     temps: dict[str, Path] = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 from certctl.context import Context
 from certctl.models import SOURCE_UPLOAD, CertRecord
+from certctl.policy.names import unicode_domain
 from certctl.policy.timing import status_of
 
 
@@ -31,6 +32,7 @@ class ListEntry:
         return {
             "name": self.name,
             "domains": self.domains,
+            "unicode_domains": [unicode_domain(d) for d in self.domains],
             "issuer": self.issuer,
             "not_after": self.not_after.isoformat() if self.not_after else None,
             "days_left": None if self.days_left is None else round(self.days_left, 2),

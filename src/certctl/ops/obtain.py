@@ -22,8 +22,13 @@ from certctl.models import (
 )
 from certctl.ops.session import ConfirmTos, account_session
 from certctl.pki.keys import KEY_TYPES, generate_key, make_csr
+from certctl.policy import hints
 from certctl.policy.contact import check_email
-from certctl.policy.names import check_cert_name, default_cert_name, normalize_domains
+from certctl.policy.names import (
+    cert_name_for,
+    default_cert_name,
+    normalize_domains,
+)
 from certctl.store import fault_point
 
 if TYPE_CHECKING:
@@ -174,7 +179,7 @@ def order(
     from certctl.policy import replacing as reuse
 
     domains = normalize_domains(request.domains)
-    name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
+    name = cert_name_for(request.name) if request.name else default_cert_name(domains[0])
     if request.email:
         request.email = check_email(request.email)
     before = peek_record(ctx, name)
@@ -283,22 +288,28 @@ def _selfcheck_json(todo: list[Challenge], findings: list[Any], dns: bool) -> li
     return entries
 
 
+def _again(ctx: Context, record: CertRecord) -> str:
+    """How to get this certificate by hand now, ending in a command that works when pasted."""
+    return hints.replace_text(record, ctx.settings.server_url)
+
+
 def _usable_order(ctx: Context, record: CertRecord) -> OrderState:
     order = record.order
     if order is None:
-        raise BadInput(
-            f"{record.name!r} has no pending order: run 'certctl order -d {record.domains[0]}"
-            f" --name {record.name}' first"
-        )
+        if record.source == SOURCE_UPLOAD:
+            raise BadInput(
+                f"{record.name!r} was uploaded: it has no order to verify; {_again(ctx, record)}"
+            )
+        raise BadInput(f"{record.name!r} has no pending order: {_again(ctx, record)}")
     if order.status == "invalid":
         raise OperationFailed(
             f"the order for {record.name!r} failed ({order.error or 'validation failed'}):"
-            f" run 'certctl order' again"
+            f" {_again(ctx, record)}"
         )
     if order.expires is not None and order.expires <= ctx.now():
         raise OperationFailed(
             f"the order for {record.name!r} expired at {order.expires:%Y-%m-%d %H:%M} UTC:"
-            " run 'certctl order' again"
+            f" {_again(ctx, record)}"
         )
     return order
 
@@ -354,7 +365,10 @@ def _verify_locked(
             session.answer(challenge)
         deadline = time.monotonic() + timeout
         with ctx.reporter.status("waiting for the CA to validate"):
-            report.results = session.wait_authorizations(order, deadline)
+            try:
+                report.results = session.wait_authorizations(order, deadline)
+            except NotYet as e:
+                raise NotYet(f"{e}: run again later: {hints.verify(record.name)}") from e
     finally:
         solver.cleanup(todo)
     failed = {d: e for d, e in report.results.items() if e is not None}
@@ -363,7 +377,7 @@ def _verify_locked(
         order.error = "; ".join(f"{d}: {e}" for d, e in failed.items())
         ctx.store.write(record)
         raise AcmeError(
-            f"the CA could not validate {order.error}; fix it and run 'certctl order' again"
+            f"the CA could not validate {order.error}; fix it, then {_again(ctx, record)}"
         )
     return _mark_ready(ctx, record, report)
 
@@ -429,8 +443,7 @@ def issue_locked(
     """Issue or re-issue `record` (its lock held): resume a usable order, else place one."""
     if record.source == SOURCE_UPLOAD:
         raise BadInput(
-            f"{record.name!r} was uploaded: certctl cannot re-issue it; upload its successor"
-            " with 'certctl upload --replace'"
+            f"{record.name!r} was uploaded: certctl cannot re-issue it; {_again(ctx, record)}"
         )
     server = record.server or ctx.settings.server_url
     reordered = False
@@ -439,7 +452,7 @@ def issue_locked(
     if order is None or order.status == "invalid" or expired:
         if not record.validation.automatic:
             _usable_order(ctx, record)  # raises the right message
-            raise BadInput(f"{record.name!r} has no usable order: run 'certctl order' again")
+            raise BadInput(f"{record.name!r} has no usable order: {_again(ctx, record)}")
         _check_solver(ctx, record)  # e.g. a vanished TSIG secret: fail before ordering
         session = account_session(ctx, server)
         _place_order(ctx, session, record, replaces)
@@ -450,8 +463,8 @@ def issue_locked(
         if not record.validation.automatic:
             # exit 2, not 3: retrying 'issue' never helps, 'verify' has to run first
             raise BadInput(
-                f"the order for {record.name!r} is not validated yet:"
-                f" run 'certctl verify {record.name}' first"
+                f"the order for {record.name!r} is not validated yet: validate it first:"
+                f" {hints.verify(record.name)}"
             )
         _verify_locked(ctx, record, timeout)
     return _finalize_and_store(ctx, record, timeout, reordered)
@@ -471,13 +484,18 @@ def _finalize_and_store(
     key = ctx.store.read_pending_key(record.name)
     if key is None:
         raise OperationFailed(
-            f"the key of {record.name!r}'s order is missing from the store: run 'certctl order'"
-            " again"
+            f"the key of {record.name!r}'s order is missing from the store: {_again(ctx, record)}"
         )
     session = account_session(ctx, record.server or ctx.settings.server_url)
     deadline = time.monotonic() + timeout
     with ctx.reporter.status("waiting for the CA to issue the certificate"):
-        fullchain = session.finalize(order, make_csr(key, record.domains), deadline)
+        try:
+            fullchain = session.finalize(order, make_csr(key, record.domains), deadline)
+        except NotYet as e:  # still processing, or not validated: the same command resumes
+            step = (
+                hints.issue if record.order and record.order.status != "pending" else hints.verify
+            )
+            raise NotYet(f"{e}: run again later: {step(record.name)}") from e
     fault_point("finalize-after")
     cert_pem, chain_pem = split_chain(fullchain)
     info = cert_info_pem(cert_pem)

@@ -319,17 +319,11 @@ def _notify(
 
 
 def _what_to_do(record: CertRecord) -> str:
-    if record.source == SOURCE_UPLOAD:
-        return f"obtain a new certificate and run 'certctl upload {record.name} --replace ...'"
-    if not record.validation.automatic:
-        return (
-            f"run 'certctl order -d {record.domains[0]} --name {record.name} ...', publish the"
-            f" challenge, then 'certctl verify {record.name}' and 'certctl issue {record.name}'"
-        )
-    return (
-        f"fix the cause above, then run 'certctl renew-due --force {record.name}'"
-        " (or wait for the next run)"
-    )
+    from certctl.policy import hints
+
+    if record.source == SOURCE_UPLOAD or not record.validation.automatic:
+        return hints.replace_text(record)
+    return "fix the cause above and wait for the next run, or run: " + hints.renew_now(record.name)
 
 
 def random_delay(seconds: float, sleep: Any = time.sleep) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 from certctl.context import Context
 from certctl.errors import BadInput
 from certctl.models import SOURCE_UPLOAD, CertRecord
-from certctl.policy.names import check_cert_name
+from certctl.policy.names import cert_name_for
 
 Confirm = Callable[[str], bool]
 DROP_NAMES = "--drop-names"
@@ -93,7 +93,7 @@ def _losses(record: CertRecord, names: list[str]) -> list[_Loss]:
     """What replacing `record` with a certificate for `names` loses; adding names loses nothing."""
     losses = []
     if record.source != SOURCE_UPLOAD:
-        how = "automatically" if record.validation.automatic else "with 'certctl issue'"
+        how = "automatically" if record.validation.automatic else "when you run issue"
         losses.append(
             _Loss(
                 STOP_RENEWAL,
@@ -139,7 +139,7 @@ def upload(ctx: Context, request: UploadRequest, confirm: Confirm | None = None)
     from certctl.ops.obtain import facts_of
     from certctl.pki.material import load_upload
 
-    name = check_cert_name(request.name)
+    name = cert_name_for(request.name)
     if all(
         data is None
         for data in (request.cert, request.key, request.chain, request.bundle, request.pkcs12)

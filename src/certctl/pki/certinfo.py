@@ -78,13 +78,19 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
         names=names or ([cn] if cn else []),
         subject_cn=cn,
         issuer=clean(readable_name(cert.issuer)),
-        serial=format(cert.serial_number, "x"),
+        serial=serial_hex(cert.serial_number),
         fingerprint_sha256=fingerprint(cert),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         key_type=key_type_of(cert.public_key()),
         is_ca=is_ca,
     )
+
+
+def serial_hex(serial: int) -> str:
+    """A serial number as `openssl x509 -serial` prints it: upper-case hex, whole bytes."""
+    digits = format(serial, "X")
+    return digits.zfill(len(digits) + len(digits) % 2)
 
 
 def spki(public_key: PublicKeyTypes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from certctl.errors import BadInput
 
@@ -105,3 +106,71 @@ def default_cert_name(domain: str) -> str:
     """Derive a certificate name from its first domain (`*.x.org` → `wildcard.x.org`)."""
     name = "wildcard." + domain[2:] if domain.startswith("*.") else domain
     return check_cert_name(name[:64].rstrip(".-"))
+
+
+def unicode_domain(domain: str) -> str:
+    """The U-label form of a stored (A-label) domain; the domain itself when all ASCII labels.
+
+    A label that does not decode (it never should: domains are checked when ordered)
+    is shown as it is.
+    """
+    if "xn--" not in domain:
+        return domain
+    import idna
+
+    return ".".join(_unicode_label(label, idna.decode) for label in domain.split("."))
+
+
+def _unicode_label(label: str, decode: Callable[[str], str]) -> str:
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return str(decode(label))
+    except (UnicodeError, ValueError):
+        return label  # shown as stored
+
+
+def shown_domain(domain: str) -> str:
+    """A domain as people read it: `xn--bcher-kva.de (bücher.de)` when the forms differ."""
+    readable = unicode_domain(domain)
+    return domain if readable == domain else f"{domain} ({readable})"
+
+
+def is_cert_name(name: str) -> bool:
+    """True when `name` is a valid certificate name (see check_cert_name)."""
+    return bool(_CERT_NAME.fullmatch(name)) and ".." not in name
+
+
+def lookup_domain(given: str) -> str | None:
+    """The ACME identifier `given` stands for when it is used in place of a name, else None.
+
+    `*.example.com`, `Example.COM.` and `bücher.de` become their stored forms
+    (`*.example.com`, `example.com`, `xn--bcher-kva.de`).
+    """
+    try:
+        return normalize_domain(given)
+    except BadInput:
+        return None
+
+
+def refuse_cert_name(given: str) -> BadInput:
+    """The error for input that is neither a certificate name nor a domain."""
+    return BadInput(
+        f"invalid certificate name {_shown(given)}: give a name from 'certctl list' or one of"
+        " its certificate's domains (e.g. '*.example.com'); names are 1-64 letters, digits,"
+        " '-', '_' or '.', starting with a letter or digit"
+    )
+
+
+def cert_name_for(given: str) -> str:
+    """The name a new certificate gets when the user names it (`order --name`, `upload NAME`).
+
+    A valid name is kept; a domain given as a name gets the name certctl derives
+    from it (`*.example.com` → `wildcard.example.com`, `bücher.de` → `xn--bcher-kva.de`).
+    """
+    if is_cert_name(given):
+        return given
+    domain = lookup_domain(given)
+    if domain is None:
+        return check_cert_name(given)  # raises, naming what is allowed
+    return default_cert_name(domain)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from certctl.models import SOURCE_UPLOAD, CertRecord
+from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
 
 SHORT_LIFETIME = timedelta(days=10)
 # Let's Encrypt's integration guide: retry after about 1 minute, 10 minutes,
@@ -92,7 +92,8 @@ def failures_of(record: CertRecord) -> int:
 class Status:
     """A certificate's state for `list`, `show` and `renew-due`, with the reason."""
 
-    state: str  # valid | due | expiring | expired | pending order | failed | revoked
+    # valid | due | expiring | expired | pending order | order expired | failed | revoked
+    state: str
     reason: str
     days_left: float | None
     due_at: datetime | None
@@ -113,6 +114,8 @@ def status_of(record: CertRecord, now: datetime, notice_days: float) -> Status:
     if current is None:
         if order is not None and order.status == "invalid":
             return Status("failed", order.error or "validation failed", None, None)
+        if order is not None and _order_expired(order, now):
+            return Status("order expired", _expired_order_reason(order), None, None)
         if order is not None:
             return Status("pending order", f"order is {order.status}", None, None)
         return Status("failed", "no certificate and no order", None, None)
@@ -133,9 +136,21 @@ def status_of(record: CertRecord, now: datetime, notice_days: float) -> Status:
         return Status("due", f"renewal due ({rule})", days_left, due)
     if not automatic and now >= current.not_after - window:
         return Status("expiring", "will not be renewed automatically", days_left, due)
+    if order is not None and _order_expired(order, now):
+        return Status("order expired", "renewal " + _expired_order_reason(order), days_left, due)
     if order is not None:
         return Status("pending order", f"renewal order is {order.status}", days_left, due)
     return Status("valid", "ok", days_left, due)
+
+
+def _order_expired(order: OrderState, now: datetime) -> bool:
+    """RFC 8555 §7.1.3: past its `expires` the CA no longer accepts the order."""
+    return order.expires is not None and order.expires <= now
+
+
+def _expired_order_reason(order: OrderState) -> str:
+    assert order.expires is not None
+    return f"order expired {order.expires:%Y-%m-%d %H:%M} UTC: order again"
 
 
 @dataclass(frozen=True)
