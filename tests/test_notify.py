@@ -168,7 +168,7 @@ def test_all_channels_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert [c.label for c in channels] == [
         "e-mail to ops@example.net",
         "e-mail to a@example.net, b@example.net",
-        "webhook https://hooks.example.net/x",  # the query (often a token) is not shown
+        "webhook https://hooks.example.net/…",  # neither path nor query (often a secret) shown
         "command logger",
     ]
     first, second = channels[0], channels[1]
