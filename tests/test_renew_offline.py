@@ -438,3 +438,56 @@ def replace_with_hook_json(offline: Certctl) -> Any:
     bundle = offline.store.parent / "newer.pem"
     bundle.write_bytes(leaf.bundle_pem())
     return offline.run("upload", "shop", "--bundle", str(bundle), "--replace", "--json")
+
+
+# ---- 1: what a worker did not foresee stays with its certificate -------------------------
+
+
+def automatic_record(store: Store, name: str, cert_pem: bytes, key_pem: bytes) -> None:
+    """An HTTP-01 standalone certificate whose CA is never reached (nothing listens there)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    version = store.add_version(name, cert=cert_pem, chain=b"", key=key_pem)
+    store.switch_live(name, version)
+    store.write(
+        CertRecord(
+            name=name,
+            domains=[f"{name}.example.net"],
+            server=f"https://127.0.0.1:{free_port()}/dir",
+            validation=Validation(challenge="http", method="standalone"),
+            current=Current(
+                version, "1", now - timedelta(days=1), now + timedelta(days=89), "CA", "F"
+            ),
+        )
+    )
+
+
+def test_damaged_live_certificate_fails_alone(offline: Certctl) -> None:
+    upload(offline, "shop")
+    store = Store(offline.store)
+    automatic_record(store, "auto", b"-----BEGIN CERTIFICATE-----\nbroken\n", b"key")
+    proc = offline.run("renew-due", "--json")
+    assert proc.returncode == 1, proc.stderr
+    outcomes = {c["name"]: c for c in json.loads(proc.stdout)["certificates"]}
+    assert outcomes["shop"]["action"] == "notified"
+    assert outcomes["auto"]["action"] == "failed"
+    assert "the live cert.pem of 'auto' is not a readable certificate" in outcomes["auto"]["detail"]
+
+
+def test_unforeseen_error_in_one_worker_fails_only_that_certificate(offline: Certctl) -> None:
+    upload(offline, "shop")
+    store = Store(offline.store)
+    leaf = certfactory.make_leaf("auto.example.net")
+    automatic_record(store, "auto", leaf.cert_pem(), leaf.key_pem())
+    # a symlink planted at the live key: the store refuses to follow it (ELOOP), an
+    # OSError no code path expects
+    key = offline.store / "certs" / "auto" / "versions" / "1" / "privkey.pem"
+    key.rename(key.with_name("elsewhere.pem"))
+    key.symlink_to("elsewhere.pem")
+    proc = offline.run("renew-due", "--json")
+    assert proc.returncode == 1, proc.stderr
+    outcomes = {c["name"]: c for c in json.loads(proc.stdout)["certificates"]}
+    assert outcomes["shop"]["action"] == "notified"
+    assert outcomes["auto"]["action"] == "failed"
+    # today "internal error (OSError: ...); rerun with --debug" (one line, not a traceback)
+    assert "privkey.pem" in outcomes["auto"]["detail"]
+    assert "Traceback" not in proc.stderr

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certctl.context import Context
-from certctl.errors import BadInput, CertctlError, ExitCode, LockHeld, NotFound
+from certctl.errors import BadInput, CertctlError, ExitCode, LockHeld, NotFound, StoreError
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.notify import Channel, Notice, channels_from_config
 from certctl.policy import timing
@@ -223,6 +223,15 @@ def _refresh_ari(ctx: Context, record: CertRecord, now: datetime) -> None:
     live = ctx.store.read_live(record.name)
     if live is None:
         return
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificate(live["cert.pem"])
+    except ValueError:
+        raise StoreError(
+            f"the live cert.pem of {record.name!r} is not a readable certificate:"
+            " run 'certctl doctor' and restore it from a backup"
+        ) from None
     try:
         session = ctx.acme(record.server)
         info = session.renewal_info(live["cert.pem"])
