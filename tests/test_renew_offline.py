@@ -491,3 +491,24 @@ def test_unforeseen_error_in_one_worker_fails_only_that_certificate(offline: Cer
     # today "internal error (OSError: ...); rerun with --debug" (one line, not a traceback)
     assert "privkey.pem" in outcomes["auto"]["detail"]
     assert "Traceback" not in proc.stderr
+
+
+def test_doctor_names_the_field_of_damaged_account_metadata(offline: Certctl) -> None:
+    from certctl.models import AccountRecord
+
+    store = Store(offline.store)
+    store.ensure()
+    server = "https://acme.example/dir"
+    store.write_account_key(server, certfactory.key_bytes(certfactory.private_key()))
+    store.write_account(AccountRecord(server=server, uri="https://acme.example/acct/1"))
+    assert offline.run("doctor").returncode == 0
+    (path,) = (offline.store / "accounts").glob("*/account.toml")
+    path.write_text(path.read_text().replace('uri = "https://acme.example/acct/1"', "uri = 5"))
+    proc = offline.run("doctor", "--json")
+    assert proc.returncode == 1
+    (finding,) = json.loads(proc.stdout)["findings"]
+    assert (finding["severity"], finding["path"]) == ("error", str(path))
+    assert (
+        "account metadata is damaged (uri: expected a string, got an integer)"
+        in (finding["problem"])
+    )
