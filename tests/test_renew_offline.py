@@ -512,3 +512,15 @@ def test_doctor_names_the_field_of_damaged_account_metadata(offline: Certctl) ->
         "account metadata is damaged (uri: expected a string, got an integer)"
         in (finding["problem"])
     )
+
+
+def test_force_on_a_damaged_record_reports_it_and_handles_the_others(offline: Certctl) -> None:
+    upload(offline, "good")
+    upload(offline, "bad")
+    meta(offline, "bad").write_text("name = 'bad'\ndomains = 5\n")
+    proc = offline.run("renew-due", "--force", "bad", "--json")
+    assert proc.returncode == 1, proc.stderr
+    outcomes = {c["name"]: c for c in json.loads(proc.stdout)["certificates"]}
+    assert outcomes["good"]["action"] == "notified"
+    assert outcomes["bad"]["action"] == "damaged"
+    assert "domains: expected an array, got an integer" in outcomes["bad"]["detail"]

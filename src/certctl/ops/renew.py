@@ -96,7 +96,10 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     labels = [c.label for c in channels]
     names = ctx.store.names()
     for forced in options.force:
-        problem = _cannot_force(ctx.store.read(forced))  # NotFound with the usual message
+        try:
+            problem = _cannot_force(ctx.store.read(forced))  # NotFound: the usual message
+        except StoreError:
+            continue  # damaged: reported below with the others, which still run
         if problem:
             raise BadInput(problem)  # before anything was done: exit 2
     now = ctx.now()
