@@ -836,3 +836,10 @@ def test_webhook_redirect_is_not_followed(hook: Hook) -> None:
     assert "answered HTTP 302 (a redirect)" in str(caught.value)
     assert "t0k3n" not in str(caught.value) and "/notify" not in str(caught.value)
     assert len(hook.requests) == 1
+
+
+def test_command_label_is_the_program_without_variables_or_arguments() -> None:
+    assert command_channel("logger -t certctl").label == "command logger"
+    assert command_channel("TOKEN=s3cr3t API_KEY=k3y /usr/bin/notify --x y").label == (
+        "command /usr/bin/notify"
+    )
