@@ -114,11 +114,15 @@ def _check_datetime(value: Any) -> Any:
 
 
 def _list_of(item: Check) -> Check:
+    kind = _FAST.get(item)
+
     def check(value: Any) -> Any:
         if type(value) is not list:
             raise _wrong("an array", value)
         if item is _check_any:
             return value
+        if kind is not None and kind is not datetime and set(map(type, value)) <= {kind}:
+            return list(value)  # the usual case, checked in C
         result = []
         for index, entry in enumerate(value):
             try:
@@ -130,14 +134,31 @@ def _list_of(item: Check) -> Check:
     return check
 
 
+# Checks that accept a value of exactly this type unchanged (the fast path).
+_FAST: dict[Check, type] = {
+    _check_str: str,
+    _check_bool: bool,
+    _check_int: int,
+    _check_float: float,
+    _check_datetime: datetime,
+}
+
+
 def _table_of(known: dict[str, Check], other: Check = _check_any) -> Check:
     """A table whose `known` keys are checked; the others (newer metadata) by `other`."""
+
+    fast = {key: _FAST[c] for key, c in known.items() if c in _FAST}
+    other_kind = _FAST.get(other)
 
     def check(value: Any) -> Any:
         if type(value) is not dict:
             raise _wrong("a table", value)
         result = {}
         for key, entry in value.items():
+            kind = fast.get(key, other_kind)
+            if type(entry) is kind and (kind is not datetime or entry.tzinfo is not None):
+                result[key] = entry  # the usual case: the exact type, nothing to convert
+                continue
             if type(key) is not str:
                 raise RecordError("expected string keys")
             try:
@@ -211,25 +232,42 @@ _NOTICE_STATE = _table_of(
 )
 
 
+def _fast_kind(hint: Any) -> type | None:
+    """The exact type a field's value usually has (``str`` for ``str | None``), if simple."""
+    if get_origin(hint) in (Union, types.UnionType):
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        hint = inner[0] if len(inner) == 1 else None
+    return hint if hint in (str, int, bool, float, datetime) else None
+
+
 @cache
-def _spec(cls: type) -> tuple[dict[str, Check], frozenset[str]]:
-    """Each field's check, and the fields without a default, of a record class."""
+def _spec(cls: type) -> tuple[dict[str, type], dict[str, Check], frozenset[str]]:
+    """Each field's usual exact type, its check, and the fields without a default."""
     hints = get_type_hints(cls)
     overrides: dict[str, Check] = getattr(cls, "_CHECKS", {})
     checks = {f.name: overrides.get(f.name) or _checker(hints[f.name]) for f in fields(cls)}
+    fast = {
+        name: kind
+        for name in checks
+        if name not in overrides and (kind := _fast_kind(hints[name])) is not None
+    }
     required = frozenset(
         f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
     )
-    return checks, required
+    return fast, checks, required
 
 
 def _checked(cls: type, data: Any) -> dict[str, Any]:
     """The declared fields of `data`, each checked; unknown keys (newer metadata) dropped."""
     if type(data) is not dict:
         raise _wrong("a table", data)
-    checks, required = _spec(cls)
+    fast, checks, required = _spec(cls)
     values: dict[str, Any] = {}
     for key, value in data.items():
+        kind = fast.get(key)
+        if type(value) is kind and (kind is not datetime or value.tzinfo is not None):
+            values[key] = value  # the usual case: the exact type, nothing to convert
+            continue
         check = checks.get(key)
         if check is None:
             continue
