@@ -155,8 +155,8 @@ def _table_of(known: dict[str, Check], other: Check = _check_any) -> Check:
             raise _wrong("a table", value)
         result = {}
         for key, entry in value.items():
-            kind = fast.get(key, other_kind)
-            if type(entry) is kind and (kind is not datetime or entry.tzinfo is not None):
+            kind, actual = fast.get(key, other_kind), type(entry)
+            if actual is kind and (actual is not datetime or entry.tzinfo is not None):
                 result[key] = entry  # the usual case: the exact type, nothing to convert
                 continue
             if type(key) is not str:
@@ -264,8 +264,8 @@ def _checked(cls: type, data: Any) -> dict[str, Any]:
     fast, checks, required = _spec(cls)
     values: dict[str, Any] = {}
     for key, value in data.items():
-        kind = fast.get(key)
-        if type(value) is kind and (kind is not datetime or value.tzinfo is not None):
+        kind, actual = fast.get(key), type(value)
+        if actual is kind and (actual is not datetime or value.tzinfo is not None):
             values[key] = value  # the usual case: the exact type, nothing to convert
             continue
         check = checks.get(key)
