@@ -114,7 +114,7 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
         try:
             wanted = name in options.force or _needs_attention(record, now, notice_days, labels)
         except Exception as e:  # one certificate never stops the others
-            outcomes.append(Outcome(name, "damaged", _unexpected(name, e)))
+            outcomes.append(Outcome(name, "failed", _unexpected(name, e)))
             continue
         if wanted:
             candidates[name] = record.current.version if record.current else None
