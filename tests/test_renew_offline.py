@@ -432,6 +432,16 @@ def test_successful_deploy_hook_output_is_passed_on_to_stderr(offline: Certctl) 
     assert "shop: deploy hook: again\n" in as_json.stderr
 
 
+def test_successful_deploy_hook_output_is_bounded(offline: Certctl) -> None:
+    proc = replace_with_hook(offline, "seq 1 30")
+    assert proc.returncode == 0, proc.stderr
+    passed = [x for x in proc.stderr.splitlines() if x.startswith("shop: deploy hook")]
+    assert passed == [
+        "shop: deploy hook: … 10 earlier line(s)",
+        *(f"shop: deploy hook: {n}" for n in range(11, 31)),
+    ]
+
+
 def replace_with_hook_json(offline: Certctl) -> Any:
     offline.run("set", "shop", "--deploy-hook", "echo again", check=True)
     leaf = certfactory.make_leaf("shop.example.net")
