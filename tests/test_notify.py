@@ -168,7 +168,7 @@ def test_all_channels_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert [c.label for c in channels] == [
         "e-mail to ops@example.net",
         "e-mail to a@example.net, b@example.net",
-        "webhook https://hooks.example.net/x",  # the query (often a token) is not shown
+        "webhook https://hooks.example.net/…",  # neither path nor query (often a secret) shown
         "command logger",
     ]
     first, second = channels[0], channels[1]
@@ -768,3 +768,78 @@ def test_command_timeout() -> None:
     with pytest.raises(OperationFailed, match=r"timed out after 0\.5s"):
         channel.send(make_notice())
     assert time.monotonic() - started < 10
+
+
+# --- headers every e-mail needs, secret-free labels ------------------------------------------
+
+
+def test_email_has_date_and_message_id(plain_smtp: SmtpServer) -> None:
+    from email.utils import parsedate_to_datetime
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    channel = email_channel(plain_smtp.port, security="none")
+    channel.send(make_notice())
+    channel.send(make_notice())
+    first, second = plain_smtp.mailbox.email(0), plain_smtp.mailbox.email(1)
+    sent = parsedate_to_datetime(str(first["Date"]))
+    assert sent.tzinfo is not None
+    assert before <= sent <= datetime.now(UTC) + timedelta(seconds=1)
+    message_id = str(first["Message-ID"])
+    assert message_id.startswith("<") and message_id.endswith("@web1.example.net>")
+    assert message_id != str(second["Message-ID"])  # unique per message
+
+
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("https://hooks.slack.com/services/T000/B000/XXXX", "webhook https://hooks.slack.com/…"),
+        ("https://hooks.example.com/x?token=abc#frag", "webhook https://hooks.example.com/…"),
+        ("https://hooks.example.com?token=abc", "webhook https://hooks.example.com/…"),
+        ("http://127.0.0.1:8080/", "webhook http://127.0.0.1:8080/"),
+        ("https://hooks.example.com", "webhook https://hooks.example.com/"),
+        ("http://[::1]:9000/secret", "webhook http://[::1]:9000/…"),
+    ],
+)
+def test_webhook_label_leaves_out_path_and_query(url: str, label: str) -> None:
+    assert webhook_channel(url).label == label
+
+
+def test_webhook_url_with_userinfo_is_refused_without_echoing_it() -> None:
+    with pytest.raises(BadInput) as caught:
+        channels_from_config({"notify": {"webhook": {"url": "https://u:hunter2@h.example/x"}}})
+    assert "user:password@" in str(caught.value) and "headers" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_channels_that_look_alike_get_distinct_labels() -> None:
+    channels = channels_from_config(
+        {
+            "notify": {
+                "webhook": [
+                    {"url": "https://hooks.slack.com/services/A"},
+                    {"url": "https://hooks.slack.com/services/B"},
+                ]
+            }
+        }
+    )
+    assert [c.label for c in channels] == [
+        "webhook https://hooks.slack.com/…",
+        "webhook https://hooks.slack.com/… #2",
+    ]
+
+
+def test_webhook_redirect_is_not_followed(hook: Hook) -> None:
+    """The channel alone: a 3xx fails at once (no retry), naming no URL or secret."""
+    hook.statuses[:] = [302]
+    with pytest.raises(OperationFailed) as caught:
+        webhook_channel(hook.url, headers={"Authorization": "Bearer abc"}).send(make_notice())
+    assert "answered HTTP 302 (a redirect)" in str(caught.value)
+    assert "t0k3n" not in str(caught.value) and "/notify" not in str(caught.value)
+    assert len(hook.requests) == 1
+
+
+def test_command_label_is_the_program_without_variables_or_arguments() -> None:
+    assert command_channel("logger -t certctl").label == "command logger"
+    assert command_channel("TOKEN=s3cr3t API_KEY=k3y /usr/bin/notify --x y").label == (
+        "command /usr/bin/notify"
+    )

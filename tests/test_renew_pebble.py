@@ -275,3 +275,69 @@ def test_dry_run_changes_nothing(certctl: Certctl, pebble: PebbleServer) -> None
     assert proc.returncode == 0
     assert f"{domain}: would renew" in proc.stdout
     assert Store(certctl.store).versions(domain) == [1]
+
+
+def test_certificate_without_aki_uses_the_lifetime_rule_and_others_still_renew(
+    certctl: Certctl, pebble: PebbleServer
+) -> None:
+    from cryptography import x509
+
+    from certctl.models import Current
+
+    import certfactory
+
+    good, plain = unique("good"), unique("noaki")
+    obtain(certctl, pebble, good)
+    obtain(certctl, pebble, plain)
+    make_due(certctl.store, good)
+    # `plain` now serves a certificate without an Authority Key Identifier (some private
+    # CAs issue those): ARI cannot name it (RFC 9773 §4.1)
+    leaf = certfactory.make_leaf(plain)
+    with pytest.raises(x509.ExtensionNotFound):
+        leaf.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    store = Store(certctl.store)
+    facts = Current(
+        version=0,
+        serial=format(leaf.cert.serial_number, "x"),
+        not_before=leaf.cert.not_valid_before_utc,
+        not_after=leaf.cert.not_valid_after_utc,
+        issuer="Test Int2",
+        fingerprint="00",
+        names=[plain],
+    )
+    version = store.add_version(
+        plain, cert=leaf.cert_pem(), chain=leaf.chain_pem(), key=leaf.key_pem(), facts=facts
+    )
+    store.switch_live(plain, version)
+    record = store.read(plain)
+    assert record.current is not None and record.current.version == version
+    before = datetime.now(UTC)
+    proc = certctl.run("renew-due", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    outcomes = [(c["name"], c["action"]) for c in json.loads(proc.stdout)["certificates"]]
+    assert outcomes == [(good, "renewed")]
+    assert "renewal information" not in proc.stderr  # not an error, not even a warning
+    renewal = store.read(plain).renewal
+    assert "ari_start" not in renewal  # no ARI window: the lifetime rule decides
+    assert renewal["ari_next_check"] >= before + timedelta(hours=23)  # not asked again soon
+    assert store.live_version(plain) == version
+
+
+def test_force_renews_one_while_another_record_is_damaged(
+    certctl: Certctl, pebble: PebbleServer
+) -> None:
+    good, bad = unique("f"), unique("d")
+    obtain(certctl, pebble, good)
+    obtain(certctl, pebble, bad)
+    meta = certctl.store / "certs" / bad / "meta.toml"
+    lines = meta.read_text().splitlines()
+    meta.write_text(
+        "\n".join('not_after = "soon"' if x.startswith("not_after = ") else x for x in lines)
+    )
+    proc = certctl.run("renew-due", "--force", good, "--json")
+    assert proc.returncode == 1, proc.stderr  # something it was responsible for failed
+    outcomes = {c["name"]: c for c in json.loads(proc.stdout)["certificates"]}
+    assert outcomes[good]["action"] == "renewed"
+    assert outcomes[bad]["action"] == "damaged"
+    assert "current.not_after: expected a date-time" in outcomes[bad]["detail"]
+    assert os.readlink(certctl.store / "certs" / good / "live") == "versions/2"

@@ -28,6 +28,7 @@ from certctl.policy.timing import (
     ari_of,
     ari_pick,
     backoff_delay,
+    channels_due,
     decide,
     due_at,
     notice_due,
@@ -571,6 +572,48 @@ def test_notice_due_sequence_over_days() -> None:
 )
 def test_notice_due_compares_utc_days(last_sent: datetime, today: date, due: bool) -> None:
     assert notice_due(record(notices={"last_sent": last_sent}), today) is due
+
+
+# --- per channel: a notice counts once the channel accepted it -------------------------------
+
+MAIL, HOOK = "e-mail to ops@example.net", "webhook https://hooks.example.net/…"
+TODAY = date(2025, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("delivered", "due"),
+    [
+        pytest.param({}, [MAIL, HOOK], id="none accepted yet"),
+        pytest.param({HOOK: datetime(2025, 3, 2, 6, tzinfo=UTC)}, [MAIL], id="the webhook did"),
+        pytest.param({MAIL: datetime(2025, 3, 2, 6, tzinfo=UTC),
+                      HOOK: datetime(2025, 3, 2, 7, tzinfo=UTC)}, [], id="both did today"),
+        pytest.param({MAIL: datetime(2025, 3, 1, 23, tzinfo=UTC),
+                      HOOK: datetime(2025, 3, 2, 7, tzinfo=UTC)}, [MAIL], id="mail yesterday"),
+        pytest.param({"webhook https://old.example/…": datetime(2025, 3, 2, tzinfo=UTC)},
+                     [MAIL, HOOK], id="a channel no longer configured"),
+    ],
+)  # fmt: skip
+def test_channels_due_until_each_accepted_today(
+    delivered: dict[str, datetime], due: list[str]
+) -> None:
+    # last_sent (the run's own output) says today: only acceptance per channel counts
+    cert = record(
+        notices={"last_sent": datetime(2025, 3, 2, 6, tzinfo=UTC), "delivered": delivered}
+    )
+    assert channels_due(cert, TODAY, [MAIL, HOOK]) == due
+    assert notice_due(cert, TODAY, [MAIL, HOOK]) is bool(due)
+
+
+def test_without_channels_the_notice_is_once_a_day_by_last_sent() -> None:
+    cert = record(notices={"last_sent": datetime(2025, 3, 2, 6, tzinfo=UTC), "delivered": {}})
+    assert notice_due(cert, TODAY) is False
+    assert notice_due(cert, date(2025, 3, 3)) is True
+
+
+def test_notices_recorded_by_an_older_certctl_count_for_every_channel() -> None:
+    older = record(notices={"last_sent": datetime(2025, 3, 2, 6, tzinfo=UTC), "channels": [MAIL]})
+    assert channels_due(older, TODAY, [MAIL, HOOK]) == []  # not all re-sent on upgrade day
+    assert channels_due(older, date(2025, 3, 3), [MAIL, HOOK]) == [MAIL, HOOK]
 
 
 # --- status_of: the states `list` shows -----------------------------------------------------

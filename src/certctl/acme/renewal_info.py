@@ -21,11 +21,17 @@ class RenewalInfoCalls(AcmeConnection):
         return "renewalInfo" in self.directory.to_partial_json()
 
     def renewal_info(self, cert_pem: bytes) -> tuple[datetime, datetime, datetime] | None:
-        """The suggested window (start, end) and when to ask again, or None without ARI."""
+        """The suggested window (start, end) and when to ask again, or None without ARI.
+
+        None too for a certificate ARI cannot name (no Authority Key Identifier):
+        it is renewed by the lifetime rule, which is not an error.
+        """
         if not self.has_renewal_info():
             return None
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        url = self.directory["renewalInfo"].rstrip("/") + "/" + ari_cert_id(cert)
+        cert_id = ari_cert_id(x509.load_pem_x509_certificate(cert_pem))
+        if cert_id is None:
+            return None
+        url = self.directory["renewalInfo"].rstrip("/") + "/" + cert_id
         net = self._client.net if self._client else self._network(None)
 
         def fetch() -> requests.Response:
@@ -45,16 +51,23 @@ class RenewalInfoCalls(AcmeConnection):
         return start, end, retry_at
 
 
-def ari_cert_id(cert: x509.Certificate) -> str:
-    """RFC 9773 §4.1 certificate identifier: base64url(AKI keyIdentifier).base64url(serial)."""
+def ari_cert_id(cert: x509.Certificate) -> str | None:
+    """RFC 9773 §4.1 certificate identifier: base64url(AKI keyIdentifier).base64url(serial).
+
+    None when the certificate has no Authority Key Identifier with a key identifier:
+    ARI cannot name it (RFC 9773 §4.1 requires one), so it is simply not used.
+    """
     import base64
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
-    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
     if aki.key_identifier is None:
-        raise AcmeError("the certificate has no authority key identifier; ARI cannot be used")
+        return None
     serial = cert.serial_number
     serial_bytes = serial.to_bytes((serial.bit_length() + 8) // 8, "big")  # DER: sign bit room
     return f"{b64(aki.key_identifier)}.{b64(serial_bytes)}"

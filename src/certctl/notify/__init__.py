@@ -64,4 +64,18 @@ def channels_from_config(raw: dict[str, Any]) -> list[Channel]:
                 result.append(CHANNELS[key](entry))
             except (TypeError, ValueError) as e:
                 raise BadInput(f"config: [notify.{key}] has an invalid value ({e})") from None
+    _distinct_labels(result)
     return result
+
+
+def _distinct_labels(channels: list[Channel]) -> None:
+    """Give each channel its own label: what it was sent is recorded under it.
+
+    Labels leave out secrets (a webhook's path), so two channels can look alike;
+    the second becomes "... #2" in the config file's order.
+    """
+    seen: dict[str, int] = {}
+    for channel in channels:
+        count = seen[channel.label] = seen.get(channel.label, 0) + 1
+        if count > 1:
+            channel.label = f"{channel.label} #{count}"

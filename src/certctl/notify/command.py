@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from typing import Any
 
@@ -25,7 +26,9 @@ class CommandChannel:
         except KeyError:
             raise BadInput("notify.command needs 'command'") from None
         self.timeout = float(table.get("timeout", 60))
-        self.label = f"command {self.command.split()[0] if self.command.split() else ''}"
+        # the program's name only: never its arguments or `VAR=value` prefixes (tokens)
+        words = [w for w in self.command.split() if not re.match(r"[A-Za-z_][A-Za-z0-9_]*=", w)]
+        self.label = f"command {words[0] if words else ''}".rstrip()
 
     def send(self, notice: Notice) -> None:
         """Run the command once."""

@@ -56,16 +56,28 @@ class EmailChannel:
         self.ca_bundle = table.get("ca_bundle")
         self.label = f"e-mail to {', '.join(self.to)}"
 
+    def _domain(self) -> str:
+        """The sender's domain (for the Message-ID), else this host's name."""
+        _, at, domain = self.sender.rpartition("@")
+        domain = domain.strip().rstrip(">").strip()
+        return domain if at and domain else os.uname().nodename or "localhost"
+
     def send(self, notice: Notice) -> None:
         """Send one message."""
         import smtplib
         import ssl
         from email.message import EmailMessage
+        from email.utils import formatdate, make_msgid
 
         message = EmailMessage()
         message["Subject"] = notice.subject
         message["From"] = self.sender
         message["To"] = ", ".join(self.to)
+        # RFC 5322 §3.6: Date is required, Message-ID expected; relays that add them
+        # late (or not at all) make notices look like spam. The domain is given so
+        # make_msgid does not ask the resolver for this host's FQDN.
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid("certctl", domain=self._domain())
         message.set_content(notice.body())
         context = ssl.create_default_context(cafile=self.ca_bundle)
         try:

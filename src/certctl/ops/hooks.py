@@ -1,4 +1,9 @@
-"""Deploy hooks: the user's command run after a certificate changed."""
+"""Deploy hooks: the user's command run after a certificate changed.
+
+What the hook prints is never lost: on success its last lines are passed on to
+certctl's stderr (through the reporter, prefixed with the certificate's name);
+on failure they are part of the error (README "Renewal and notices").
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from certctl.context import Context
 from certctl.models import CertRecord
 
 HOOK_TIMEOUT = 300.0
+TAIL_LINES = 20  # passed on after a successful run, per stream
+ERROR_LINES = 5  # kept in the error of a failed run, per stream
+LINE_CHARS = 300
 
 
 def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
@@ -34,14 +42,44 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
             env=env,
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=HOOK_TIMEOUT,
             stdin=subprocess.DEVNULL,
         )
-    except subprocess.TimeoutExpired:
-        return f"deploy hook of {record.name!r} timed out after {HOOK_TIMEOUT:g}s"
+    except subprocess.TimeoutExpired as e:
+        output = _joined(_text(e.stdout), _text(e.stderr))
+        return f"deploy hook of {record.name!r} timed out after {HOOK_TIMEOUT:g}s{output}"
     except OSError as e:
         return f"deploy hook of {record.name!r} could not run: {e.strerror}"
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return f"deploy hook of {record.name!r} exited {proc.returncode}: {tail}"
+        output = _joined(proc.stdout, proc.stderr) or ": no output"
+        return f"deploy hook of {record.name!r} exited {proc.returncode}{output}"
+    for stream, text in (("", proc.stdout), (" (stderr)", proc.stderr)):
+        lines, skipped = tail(text, TAIL_LINES)
+        if skipped:
+            ctx.reporter.info(f"{record.name}: deploy hook{stream}: … {skipped} earlier line(s)")
+        for line in lines:
+            ctx.reporter.info(f"{record.name}: deploy hook{stream}: {line}")
     return None
+
+
+def tail(text: str, count: int) -> tuple[list[str], int]:
+    """The last `count` non-blank lines (each cut to LINE_CHARS) and how many came before."""
+    lines = [line.rstrip()[:LINE_CHARS] for line in text.splitlines() if line.strip()]
+    return lines[-count:], max(0, len(lines) - count)
+
+
+def _joined(stdout: str, stderr: str) -> str:
+    """': <stderr tail>; stdout: <stdout tail>' on one line, bounded; '' when both are empty."""
+    parts = []
+    for label, text in (("", stderr), ("stdout: ", stdout)):
+        lines, _ = tail(text, ERROR_LINES)
+        if lines:
+            parts.append(label + " | ".join(lines))
+    return ": " + "; ".join(parts) if parts else ""
+
+
+def _text(data: str | bytes | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""

@@ -8,6 +8,7 @@ timing.py; this module fetches inputs and acts.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certctl.context import Context
-from certctl.errors import CertctlError, ExitCode, LockHeld, NotFound
+from certctl.errors import BadInput, CertctlError, ExitCode, LockHeld, NotFound, StoreError
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.notify import Channel, Notice, channels_from_config
-from certctl.policy import timing
+from certctl.policy import hints, timing
 
 ARI_RECHECK_ON_ERROR = timedelta(hours=1)
 ARI_RECHECK_WITHOUT_ARI = timedelta(days=1)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,10 +93,15 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
         options.notice_days if options.notice_days is not None else (ctx.settings.notice_days)
     )
     channels = channels_from_config(ctx.settings.raw)  # bad config: exit 2 before acting
+    labels = [c.label for c in channels]
     names = ctx.store.names()
     for forced in options.force:
-        if forced not in names:
-            ctx.store.read(forced)  # raises NotFound with the usual message
+        try:
+            problem = _cannot_force(ctx.store.read(forced))  # NotFound: the usual message
+        except StoreError:
+            continue  # damaged: reported below with the others, which still run
+        if problem:
+            raise BadInput(problem)  # before anything was done: exit 2
     now = ctx.now()
     candidates: dict[str, int | None] = {}
     outcomes: list[Outcome] = []
@@ -103,7 +111,12 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
         if not isinstance(record, CertRecord):
             outcomes.append(Outcome(name, "damaged", str(record)))
             continue
-        if name in options.force or _needs_attention(record, now, notice_days):
+        try:
+            wanted = name in options.force or _needs_attention(record, now, notice_days, labels)
+        except Exception as e:  # one certificate never stops the others
+            outcomes.append(Outcome(name, "failed", _unexpected(name, e)))
+            continue
+        if wanted:
             candidates[name] = record.current.version if record.current else None
     if candidates:
         workers = max(1, min(options.parallel, len(candidates)))
@@ -118,14 +131,43 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     return RenewReport(checked=len(names), outcomes=outcomes)
 
 
-def _needs_attention(record: CertRecord, now: datetime, notice_days: float) -> bool:
+def _needs_attention(
+    record: CertRecord, now: datetime, notice_days: float, labels: list[str]
+) -> bool:
     """Cheap pre-filter without the lock: due, notice-worthy, or ARI to refresh."""
     if record.current is None:
         return False
     if _ari_check_due(record, now):
         return True
     decision = timing.decide(record, now, notice_days)
-    return decision.renew or (decision.notify and timing.notice_due(record, now.date()))
+    return decision.renew or (decision.notify and timing.notice_due(record, now.date(), labels))
+
+
+def _cannot_force(record: CertRecord) -> str | None:
+    """Why `--force NAME` cannot renew this certificate unattended, and what to do; or None."""
+    name = record.name
+    if record.source == SOURCE_UPLOAD:
+        return (
+            f"cannot renew {name!r}: it was uploaded, so certctl cannot obtain it;"
+            f" {_what_to_do(record)}"
+        )
+    if not record.validation.automatic:
+        return (
+            f"cannot renew {name!r} unattended: its validation ({record.validation.label})"
+            f" needs a human; {_what_to_do(record)}"
+        )
+    if record.current is None:
+        return (
+            f"cannot renew {name!r}: it has no certificate yet; finish its order with"
+            f" {hints.verify(name)} and {hints.issue(name)}"
+        )
+    return None
+
+
+def _unexpected(name: str, error: Exception) -> str:
+    """The one line for an error certctl did not foresee (the traceback with --debug)."""
+    log.debug("%s: unexpected error", name, exc_info=error)
+    return f"internal error ({type(error).__name__}: {str(error)[:200]}); rerun with --debug"
 
 
 def _ari_check_due(record: CertRecord, now: datetime) -> bool:
@@ -161,7 +203,8 @@ def _handle(
             if options.dry_run:
                 if decision.renew:
                     return Outcome(name, "would-renew", decision.reason)
-                if decision.notify and timing.notice_due(record, now.date()):
+                labels = [c.label for c in channels]
+                if decision.notify and timing.notice_due(record, now.date(), labels):
                     return Outcome(name, "would-notify", decision.reason)
                 return Outcome(name, "nothing")
             if decision.renew:
@@ -173,6 +216,8 @@ def _handle(
         return Outcome(name, "locked", str(e))
     except CertctlError as e:
         return Outcome(name, "failed", str(e))
+    except Exception as e:  # one certificate never stops the others
+        return Outcome(name, "failed", _unexpected(name, e))
 
 
 def _refresh_ari(ctx: Context, record: CertRecord, now: datetime) -> None:
@@ -181,6 +226,15 @@ def _refresh_ari(ctx: Context, record: CertRecord, now: datetime) -> None:
     live = ctx.store.read_live(record.name)
     if live is None:
         return
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificate(live["cert.pem"])
+    except ValueError:
+        raise StoreError(
+            f"the live cert.pem of {record.name!r} is not a readable certificate:"
+            " run 'certctl doctor' and restore it from a backup"
+        ) from None
     try:
         session = ctx.acme(record.server)
         info = session.renewal_info(live["cert.pem"])
@@ -280,7 +334,7 @@ def _replaces(ctx: Context, record: CertRecord) -> str | None:
     try:
         return ari_cert_id(x509.load_pem_x509_certificate(live["cert.pem"]))
     except (ValueError, CertctlError):
-        return None
+        return None  # no `replaces`: the order is placed without it
 
 
 def _notify(
@@ -291,9 +345,16 @@ def _notify(
     channels: list[Channel],
     reason: str,
 ) -> Outcome:
-    """Send one notice through every channel, at most once a day per certificate."""
-    if not timing.notice_due(record, now.date()):
+    """Send one notice through each channel that has not accepted one today.
+
+    A channel counts as notified only once it accepted the notice: one that failed
+    is tried again by the next run, one that succeeded is not sent again that day.
+    """
+    today = now.date()
+    labels = [c.label for c in channels]
+    if not timing.notice_due(record, today, labels):
         return Outcome(record.name, "nothing")
+    due = set(timing.channels_due(record, today, labels))
     status = timing.status_of(record, now, notice_days)
     current = record.current
     notice = Notice(
@@ -306,21 +367,29 @@ def _notify(
         action=_what_to_do(record),
     )
     outcome = Outcome(record.name, "notified", f"{notice.subject}: {reason}")
-    sent = []
+    delivered = {k: v for k, v in record.notices.get("delivered", {}).items() if k in labels}
     for channel in channels:
+        if channel.label not in due:
+            continue  # it accepted today's notice in an earlier run
         try:
             channel.send(notice)
-            sent.append(channel.label)
         except CertctlError as e:
             outcome.errors.append(str(e))
-    record.notices.update(last_sent=now, last_reason=reason[:300], channels=sent)
+            continue
+        except Exception as e:  # a channel's surprise must not lose the others
+            log.debug("%s: %s failed", record.name, channel.label, exc_info=e)
+            outcome.errors.append(f"{channel.label} failed: internal error ({type(e).__name__})")
+            continue
+        delivered[channel.label] = now
+    record.notices.update(last_sent=now, last_reason=reason[:300], delivered=delivered)
+    record.notices["channels"] = [
+        label for label in labels if label not in timing.channels_due(record, today, labels)
+    ]
     ctx.store.write(record)
     return outcome
 
 
 def _what_to_do(record: CertRecord) -> str:
-    from certctl.policy import hints
-
     if record.source == SOURCE_UPLOAD or not record.validation.automatic:
         return hints.replace_text(record)
     return "fix the cause above and wait for the next run, or run: " + hints.renew_now(record.name)

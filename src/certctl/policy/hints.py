@@ -162,6 +162,7 @@ def all_commands(record: CertRecord, server: str | None = None) -> dict[str, str
         "revoke_with_own_key": revoke_with_own_key(record.name),
         "order_again": order_again(record, server),
         "replace": replace(record, server),
+        "account_update_email": account_update_email("ops@example.com"),
         "list": LIST,
         "register_account": REGISTER_ACCOUNT,
         "settle_account": SETTLE_ACCOUNT,

@@ -6,6 +6,7 @@ tests/test_renewal.py at fixed instants.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -206,13 +207,29 @@ def decide(
     return Decision(True, False, status.reason)
 
 
-def notice_due(record: CertRecord, today: date) -> bool:
-    """At most one notice a day per certificate."""
-    last = record.notices.get("last_sent")
-    if isinstance(last, datetime) and last.tzinfo is not None:
-        last = last.astimezone(UTC)
-    last_day = last.date() if isinstance(last, datetime) else last
-    return last_day != today
+def _utc_day(value: object) -> object:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.date() if isinstance(value, datetime) else value
+
+
+def notice_due(record: CertRecord, today: date, channels: Sequence[str] = ()) -> bool:
+    """At most one notice a day per certificate and channel (UTC days).
+
+    With channels, due while one of them has not accepted a notice today (a
+    failed delivery is retried by the next run); without any, once a day.
+    """
+    if channels:
+        return bool(channels_due(record, today, channels))
+    return _utc_day(record.notices.get("last_sent")) != today
+
+
+def channels_due(record: CertRecord, today: date, channels: Sequence[str]) -> list[str]:
+    """The channels (by label) that have not accepted a notice for this certificate today."""
+    delivered = record.notices.get("delivered")
+    if delivered is None:  # written by an older certctl: one notice a day for all channels
+        return [] if _utc_day(record.notices.get("last_sent")) == today else list(channels)
+    return [label for label in channels if _utc_day(delivered.get(label)) != today]
 
 
 def max_renew_before(not_before: datetime, not_after: datetime) -> float:

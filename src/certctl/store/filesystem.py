@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certctl.errors import BadInput, CertctlError, NotFound, StoreError
-from certctl.models import CertRecord, Current
+from certctl.models import CertRecord, Current, RecordError
 from certctl.policy.names import check_cert_name
 from certctl.store.accounts import StoreAccounts
 from certctl.store.files import (
@@ -101,8 +101,10 @@ class Store(StoreAccounts):
             KeyError,
             AttributeError,
         ) as e:
+            # a RecordError or TOML error names the field or line (never a value): say it
+            cause = str(e) if isinstance(e, RecordError | tomllib.TOMLDecodeError) else ""
             raise StoreError(
-                f"metadata of {name!r} is damaged ({path}): {type(e).__name__};"
+                f"metadata of {name!r} is damaged ({path}): {cause or type(e).__name__};"
                 " restore it from a backup or remove the certificate"
             ) from e
         if record.name != name:

@@ -60,6 +60,7 @@ def check_store(store: Store) -> list[Finding]:
         _mode(findings, "", directory, 0o700, is_dir=True)
     for account in sorted((root / "accounts").glob("*")):
         _mode(findings, "", account / "account.key", 0o600)
+        _check_account_record(findings, account / "account.toml")
         old = account / "account.key.old"
         if old.exists():
             _mode(findings, "", old, 0o600)
@@ -126,6 +127,31 @@ def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None
                     " replaces it",
                 )
             )
+
+
+def _check_account_record(findings: list[Finding], path: Path) -> None:
+    """An account's metadata must parse and have the right types (models.from_dict)."""
+    import tomllib
+
+    from certctl.models import AccountRecord, RecordError
+
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a key whose registration was interrupted: the next order finishes it
+    try:
+        AccountRecord.from_dict(tomllib.loads(data.decode("utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecordError) as e:
+        cause = "not UTF-8" if isinstance(e, UnicodeDecodeError) else str(e)
+        findings.append(
+            Finding(
+                "error",
+                "",
+                str(path),
+                f"account metadata is damaged ({cause}): restore it from a backup, or remove"
+                " its directory and run 'certctl account register' again",
+            )
+        )
 
 
 def _check_version(findings: list[Finding], name: str, directory: Path) -> None:

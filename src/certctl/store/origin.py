@@ -43,8 +43,13 @@ def settle_on(record: CertRecord, live: int, info: dict[str, Any]) -> bool:
     """
     try:
         current = Current.from_dict({**info, "version": live})
+        # only the origin fields are used; the name stands in for the domains a record needs
         origin = CertRecord.from_dict(
-            {"name": record.name, "domains": [], **{k: info[k] for k in ORIGIN if k in info}}
+            {
+                "name": record.name,
+                "domains": [record.name],
+                **{k: info[k] for k in ORIGIN if k in info},
+            }
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return False
