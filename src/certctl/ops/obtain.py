@@ -434,11 +434,7 @@ def issue_locked(
 def _finalize_and_store(
     ctx: Context, record: CertRecord, timeout: float, reordered: bool
 ) -> IssueReport:
-    from cryptography import x509
-
-    from certctl.pki.certinfo import key_matches
-    from certctl.pki.keys import load_key
-    from certctl.pki.material import cert_info_pem
+    from certctl.pki.issued import check_issued
 
     order = record.order
     assert order is not None
@@ -453,13 +449,16 @@ def _finalize_and_store(
     with ctx.reporter.status("waiting for the CA to issue the certificate"):
         fullchain = session.finalize(order, make_csr(key, record.domains), deadline)
     fault_point("finalize-after")
-    cert_pem, chain_pem = split_chain(fullchain)
-    info = cert_info_pem(cert_pem)
-    if not key_matches(x509.load_pem_x509_certificate(cert_pem), load_key(key, "the order key")):
-        raise AcmeError("the CA returned a certificate for another key; nothing was stored")
-    missing = set(record.domains) - set(info.names)
-    if missing:
-        raise AcmeError(f"the certificate lacks {', '.join(sorted(missing))}; nothing was stored")
+    try:  # checked before anything is stored: a bad certificate never goes live
+        issued = check_issued(fullchain, key, record.domains, ctx.now())
+    except AcmeError as refused:
+        order.status = "invalid"  # its certificate is unusable: the next issue orders afresh
+        order.error = str(refused)
+        ctx.store.write(record)
+        kept = "the live certificate is unchanged" if record.current else "nothing was stored"
+        again = "'certctl issue' orders afresh" if record.validation.automatic else "order again"
+        raise AcmeError(f"{refused}; refused it for {record.name!r}: {kept}; {again}") from refused
+    cert_pem, chain_pem, info = issued.cert_pem, issued.chain_pem, issued.info
     facts = facts_of(info)
     # a crash after storing the version but before the live switch left it complete:
     # use it instead of storing the same certificate twice
@@ -499,18 +498,6 @@ def facts_of(info: CertInfo) -> Current:
         fingerprint=info.fingerprint_sha256,
         names=list(info.names),
     )
-
-
-def split_chain(fullchain: str) -> tuple[bytes, bytes]:
-    """Split a PEM chain into the leaf and the rest."""
-    marker = "-----END CERTIFICATE-----"
-    end = fullchain.find(marker)
-    if end < 0:
-        raise AcmeError("the CA returned no certificate")
-    end += len(marker)
-    leaf = fullchain[:end].strip() + "\n"
-    rest = fullchain[end:].strip()
-    return leaf.encode(), (rest + "\n").encode() if rest else b""
 
 
 # ---- settings ---------------------------------------------------------------

@@ -1,0 +1,178 @@
+"""What certctl accepts from the CA, and how orders and their keys are kept (a hostile CA).
+
+The fault proxy (faultproxy.py) sits in front of a real Pebble and rewrites what it
+sends: the downloaded certificate chain (expired, not yet valid, for other names or
+another key, a private key in the chain, a link that does not verify), an
+authorization's identifier, a newOrder refused. Every certctl run is a real
+subprocess with stdin closed, as under cron.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from certctl.store import Store
+from faultproxy import FaultProxy, Request
+from test_ca_faults import Proxied, measured
+
+from certfactory import make_leaf, pem, pki, private_key
+from conftest import standalone, unique
+from pebble import PebbleServer
+
+pytestmark = [pytest.mark.faults, pytest.mark.pebble]
+
+
+@pytest.fixture
+def proxy(pebble: PebbleServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's Pebble; no faults until a test adds them."""
+    with FaultProxy(pebble) as running:
+        yield running
+
+
+@pytest.fixture
+def ca(store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path) -> Proxied:
+    """certctl through the proxy, with `timeout = 10` in its config file."""
+    return Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=10)
+
+
+def order_key(store: Path, name: str) -> PrivateKeyTypes:
+    """The private key of `name`'s recorded order, through the Store API."""
+    stored = Store(store)
+    record = stored.read(name)
+    assert record.order is not None
+    key_id = getattr(record.order, "key_id", None)
+    key_pem = stored.read_pending_key(name, key_id) if key_id else stored.read_pending_key(name)
+    assert key_pem is not None
+    return serialization.load_pem_private_key(key_pem, None)
+
+
+def live_files(store: Path, name: str) -> dict[str, bytes]:
+    """The live PEM files of `name`."""
+    live = Store(store).read_live(name)
+    assert live is not None
+    return live
+
+
+# ---- item 4: the certificate is checked before it goes live --------------------------------
+
+Forge = Callable[[str, PrivateKeyTypes, bytes], bytes]
+NOW = datetime.now(UTC)
+
+
+def _expired(domain: str, key: PrivateKeyTypes, real: bytes) -> bytes:
+    return make_leaf(domain, key=key, not_after=NOW - timedelta(days=1)).fullchain_pem()
+
+
+def _not_yet_valid(domain: str, key: PrivateKeyTypes, real: bytes) -> bytes:
+    return make_leaf(domain, key=key, not_before=NOW + timedelta(days=2)).fullchain_pem()
+
+
+def _other_names(domain: str, key: PrivateKeyTypes, real: bytes) -> bytes:
+    return make_leaf("other.example.org", key=key).fullchain_pem()
+
+
+def _other_key(domain: str, key: PrivateKeyTypes, real: bytes) -> bytes:
+    return make_leaf(domain, key=private_key("ec256", 7)).fullchain_pem()
+
+
+def _private_key_in_chain(domain: str, key: PrivateKeyTypes, real: bytes) -> bytes:
+    return real + pem(private_key("ec256", 8))
+
+
+def _broken_link(domain: str, key: PrivateKeyTypes, real: bytes) -> bytes:
+    leaf = make_leaf(domain, key=key)  # signed by int2; the chain claims int2 of another PKI
+    return leaf.cert_pem() + pem(pki(1).int2.cert, pki(1).int1.cert)
+
+
+@pytest.mark.parametrize(
+    ("forge", "said"),
+    [
+        (_expired, "expired"),
+        (_not_yet_valid, "not valid before"),
+        (_other_names, "other.example.org"),
+        (_other_key, "another key"),
+        (_private_key_in_chain, "PRIVATE KEY"),
+        (_broken_link, "not signed by"),
+    ],
+    ids=["expired", "not-yet-valid", "other-names", "other-key", "key-in-chain", "broken-link"],
+)
+def test_bad_certificate_from_the_ca_never_goes_live(
+    ca: Proxied, proxy: FaultProxy, pebble: PebbleServer, forge: Forge, said: str
+) -> None:
+    domain = unique("bad")
+    first = measured(ca, "obtain", "-d", domain, *standalone(pebble), "--json")
+    assert first.returncode == 0, first.stderr
+    before = live_files(ca.store, domain)
+    not_after = json.loads(first.stdout)["not_after"]
+
+    def change(request: Request, body: bytes) -> bytes:
+        return forge(domain, order_key(ca.store, domain), body)
+
+    proxy.rewrite_body("cert", change, label="forged certificate")
+    run = measured(ca, "issue", domain)
+    assert run.returncode == 1, run.stderr
+    assert "the CA" in run.error and said in run.error, run.error
+    assert "PRIVATE KEY-----" not in run.stderr  # named, never shown
+    assert proxy.faults()  # the forged answer was really served
+    stored = Store(ca.store)
+    assert stored.versions(domain) == [1]  # nothing new stored, nothing switched
+    assert live_files(ca.store, domain) == before
+    listed = json.loads(measured(ca, "list", "--json").stdout)["certificates"]
+    (entry,) = [e for e in listed if e["name"] == domain]
+    assert entry["not_after"] == not_after  # the old certificate, still live
+    assert entry["state"] == "failed" and "the CA returned" in entry["reason"]
+
+    proxy.clear()  # the CA gets over it: the next issue orders afresh and succeeds
+    again = measured(ca, "issue", domain, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["version"] == 2
+
+
+@pytest.mark.parametrize("forge", [_not_yet_valid, _expired], ids=["not-yet-valid", "expired"])
+def test_bad_first_certificate_is_not_stored(
+    ca: Proxied, proxy: FaultProxy, pebble: PebbleServer, forge: Forge
+) -> None:
+    domain = unique("bad1")
+
+    def change(request: Request, body: bytes) -> bytes:
+        return forge(domain, order_key(ca.store, domain), body)
+
+    proxy.rewrite_body("cert", change, label="forged certificate")
+    run = measured(ca, "obtain", "-d", domain, *standalone(pebble))
+    assert run.returncode == 1, run.stderr
+    assert "the CA" in run.error
+    assert Store(ca.store).versions(domain) == []
+    assert Store(ca.store).read_live(domain) is None
+    listed = json.loads(measured(ca, "list", "--json").stdout)["certificates"]
+    (entry,) = [e for e in listed if e["name"] == domain]
+    assert entry["state"] == "failed" and "the CA returned" in entry["reason"]
+
+
+def test_check_issued_accepts_a_good_chain_and_names_stray_text() -> None:
+    from certctl.errors import AcmeError
+    from certctl.pki.issued import CLOCK_SKEW, check_issued
+
+    leaf = make_leaf("a.example.com", "b.example.com", key=private_key("ec256", 9))
+    key_pem = leaf.key_pem()
+    domains = ["b.example.com", "a.example.com"]
+    crlf = leaf.fullchain_pem().replace(b"\n", b"\r\n").decode()
+    issued = check_issued(crlf, key_pem, domains, NOW)
+    assert issued.cert_pem == leaf.cert_pem() and issued.chain_pem == leaf.chain_pem()
+    # a CA clock a little ahead is fine; more is not
+    ahead = make_leaf("a.example.com", "b.example.com", key=leaf.key, not_before=NOW + CLOCK_SKEW)
+    assert check_issued(ahead.fullchain_pem().decode(), key_pem, domains, NOW)
+    for bad, said in [
+        (leaf.fullchain_pem().decode() + "hello\n", "not a certificate"),
+        (leaf.cert_pem().decode()[:-30], "broken CERTIFICATE block"),
+        (pem(leaf.chain[0], leaf.cert).decode(), "another key"),  # leaf not first
+        (make_leaf("a.example.com", key=leaf.key).fullchain_pem().decode(), "a.example.com, not"),
+    ]:
+        with pytest.raises(AcmeError, match=said):
+            check_issued(bad, key_pem, domains, NOW)
