@@ -13,14 +13,15 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certctl.store import Store
-from faultproxy import FaultProxy, Request
-from test_ca_faults import Proxied, measured
+from faultproxy import FaultProxy, Request, stuck_processing
+from test_ca_faults import Proxied, measured, placed
 
 from certfactory import make_leaf, pem, pki, private_key
 from conftest import standalone, unique
@@ -176,3 +177,92 @@ def test_check_issued_accepts_a_good_chain_and_names_stray_text() -> None:
     ]:
         with pytest.raises(AcmeError, match=said):
             check_issued(bad, key_pem, domains, NOW)
+
+
+# ---- item 5: the pending key belongs to its order ---------------------------------------------
+
+
+def finalized_order(ca: Proxied, proxy: FaultProxy, pebble: PebbleServer, domain: str) -> Any:
+    """An order the CA has finalized (with its key's CSR) but not finished: still processing."""
+    proxy.rewrite_json("order", stuck_processing, label="stuck in processing")
+    proxy.rewrite_json("finalize", stuck_processing, label="stuck in processing")
+    run = measured(ca, "obtain", "-d", domain, *standalone(pebble), "--timeout", "1")
+    assert run.returncode == 3, run.stderr
+    proxy.clear()
+    record = Store(ca.store).read(domain)
+    assert record.order is not None
+    return record.order
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "code"),
+    [(429, 3600.0, 3), (500, None, 1)],
+    ids=["429-rate-limited", "500-failed"],
+)
+def test_refused_new_order_keeps_the_earlier_order_issuable(
+    ca: Proxied,
+    proxy: FaultProxy,
+    pebble: PebbleServer,
+    status: int,
+    retry_after: float | None,
+    code: int,
+) -> None:
+    domain = unique("keep")
+    earlier = finalized_order(ca, proxy, pebble, domain)
+    proxy.fail("newOrder", status, retry_after=retry_after, times=None)
+    again = measured(ca, "order", "-d", domain, *standalone(pebble))
+    assert again.returncode == code, again.stderr
+    record = Store(ca.store).read(domain)
+    assert record.order == earlier  # the earlier order is still the recorded one
+    order_key(ca.store, domain)  # and its key is there
+    assert len(list((ca.store / "certs" / domain).glob("pending*"))) == 1  # no orphan left
+    proxy.clear()
+    proxy.reset_log()
+    issued = measured(ca, "issue", domain, "--json")
+    assert issued.returncode == 0, issued.stderr
+    assert json.loads(issued.stdout)["new_order"] is False
+    assert placed(proxy) == []
+    assert list((ca.store / "certs" / domain).glob("pending*")) == []
+
+
+@pytest.mark.parametrize("point", ["pending-key-after", "meta-before", "meta-after"])
+def test_kill_while_replacing_an_order_leaves_one_issuable_order(
+    ca: Proxied, proxy: FaultProxy, pebble: PebbleServer, point: str
+) -> None:
+    domain = unique("kro")
+    earlier = finalized_order(ca, proxy, pebble, domain)
+    proc = ca.run(
+        "order", "-d", domain, *standalone(pebble), extra_env={"CERTCTL_TEST_FAULT": point}
+    )
+    assert proc.returncode == -9, (point, proc.returncode, proc.stderr)
+    doctor = json.loads(ca.run("doctor", "--json").stdout)
+    assert [f for f in doctor["findings"] if f["severity"] == "error"] == []
+    record = Store(ca.store).read(domain)
+    assert record.order is not None
+    replaced = record.order.url != earlier.url
+    assert replaced == (point == "meta-after")  # the record names the earlier order until then
+    order_key(ca.store, domain)
+    issued = measured(ca, "issue", domain, "--json")
+    assert issued.returncode == 0, issued.stderr
+    assert json.loads(issued.stdout)["new_order"] is False
+    assert json.loads(issued.stdout)["version"] == 1
+
+
+def test_pending_keys_are_kept_per_order(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.ensure()
+    store.write_pending_key("web", b"OLDER ORDER")  # an order placed by an older certctl
+    store.write_pending_key("web", b"FIRST", "aa" * 16)
+    store.write_pending_key("web", b"SECOND", "bb" * 16)
+    assert store.read_pending_key("web") == b"OLDER ORDER"
+    assert store.read_pending_key("web", "aa" * 16) == b"FIRST"
+    assert store.pending_key_ids("web") == [None, "aa" * 16, "bb" * 16]
+    store.drop_pending_key("web", keep="bb" * 16)
+    assert store.pending_key_ids("web") == ["bb" * 16]
+    assert store.read_pending_key("web", "bb" * 16) == b"SECOND"
+    from certctl.errors import StoreError
+
+    with pytest.raises(StoreError, match="malformed key id"):
+        store.read_pending_key("web", "../../x")
+    store.drop_pending_key("web")
+    assert store.pending_key_ids("web") == []

@@ -93,6 +93,7 @@ class OrderState:
     error: str | None = None
     created: datetime | None = None
     profile: str | None = None
+    key_id: str | None = None  # names the order's pending key (None: pending.key, before 0.2)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OrderState:

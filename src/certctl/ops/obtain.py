@@ -22,7 +22,7 @@ from certctl.models import (
     OrderState,
     Validation,
 )
-from certctl.pki.keys import KEY_TYPES, generate_key, make_csr
+from certctl.pki.keys import KEY_TYPES, generate_key, key_id_of, make_csr
 from certctl.policy.names import check_cert_name, default_cert_name, normalize_domains
 from certctl.store import fault_point
 
@@ -233,14 +233,27 @@ def order(
 def _place_order(
     ctx: Context, session: AcmeSession, record: CertRecord, replaces: str | None = None
 ) -> None:
-    """Generate the key, place the order and persist both (key first)."""
-    ctx.store.write_pending_key(record.name, generate_key(record.key_type))
-    new = session.new_order(
-        record.domains, record.validation.challenge, profile=record.profile, replaces=replaces
-    )
+    """Generate the key, place the order, record it: the record names its order's key.
+
+    The new key is stored under its own id beside the earlier order's key, so until the
+    record naming the new order is written the earlier order stays whole (issuable); a
+    refused newOrder or a crash leaves at most an unused key, dropped here or next time.
+    """
+    key = generate_key(record.key_type)
+    key_id = key_id_of(key)
+    ctx.store.write_pending_key(record.name, key, key_id)  # 0600 before the CA sees the order
+    try:
+        new = session.new_order(
+            record.domains, record.validation.challenge, profile=record.profile, replaces=replaces
+        )
+    except BaseException:
+        ctx.store.drop_pending_key(record.name, key_id)  # no order uses it
+        raise
     new.created = ctx.now()
+    new.key_id = key_id
     record.order = new
     ctx.store.write(record)
+    ctx.store.drop_pending_key(record.name, keep=key_id)  # the replaced order's key
 
 
 # ---- verify -----------------------------------------------------------------
@@ -438,7 +451,7 @@ def _finalize_and_store(
 
     order = record.order
     assert order is not None
-    key = ctx.store.read_pending_key(record.name)
+    key = ctx.store.read_pending_key(record.name, order.key_id)
     if key is None:
         raise OperationFailed(
             f"the key of {record.name!r}'s order is missing from the store: run 'certctl order'"
