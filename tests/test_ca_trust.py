@@ -266,3 +266,53 @@ def test_pending_keys_are_kept_per_order(tmp_path: Path) -> None:
         store.read_pending_key("web", "../../x")
     store.drop_pending_key("web")
     assert store.pending_key_ids("web") == []
+
+
+# ---- item 12: an authorization must be for a name in the order --------------------------------
+
+
+def _identifier_to(value: str) -> Callable[[Request, dict[str, Any]], dict[str, Any]]:
+    def change(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+        data["identifier"]["value"] = value
+        return data
+
+    return change
+
+
+def _wildcard(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    data["wildcard"] = True
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (_identifier_to("victim.example.org"), "victim.example.org"),
+        (_identifier_to("evil.example.org; touch pwned"), "evil.example.org; touch pwned"),
+        (_wildcard, "*."),
+    ],
+    ids=["other-name", "hostile-name", "wildcard-flag"],
+)
+def test_authorization_for_a_name_not_ordered_is_refused(
+    ca: Proxied,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    change: Callable[[Request, dict[str, Any]], dict[str, Any]],
+    said: str,
+) -> None:
+    hook_ran = tmp_path / "hook-ran"
+    hook = tmp_path / "dns-hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$@" >> {hook_ran}\n')
+    hook.chmod(0o755)
+    proxy.rewrite_json("authz", change, label="another identifier")
+    domain = unique("authz")
+    how = ("--challenge", "dns", "--dns-provider", "hook", "--dns-hook", str(hook))
+    run = measured(ca, "obtain", "-d", domain, *how, "--agree-tos", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert "the CA" in run.error and "not in the order" in run.error and said in run.error
+    assert domain in run.error
+    assert not hook_ran.exists()
+    assert not (tmp_path / "pwned").exists()
+    assert not (ca.store / "certs" / domain / "meta.toml").exists()  # no order recorded
+    assert list((ca.store / "certs" / domain).glob("pending*")) == []
+    assert proxy.requests("challenge") == []  # nothing was answered at the CA

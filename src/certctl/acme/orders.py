@@ -66,7 +66,7 @@ class OrderCalls(AcmeConnection):
             profile=profile,
         )
         for authz_url in body.authorizations:
-            order.challenges.append(self._pick_challenge(authz_url, challenge_type))
+            order.challenges.append(self._pick_challenge(authz_url, challenge_type, domains))
         return order
 
     def _authorization(self, authz_url: str) -> messages.Authorization:
@@ -76,11 +76,9 @@ class OrderCalls(AcmeConnection):
         )
         return authz
 
-    def _pick_challenge(self, authz_url: str, challenge_type: str) -> Challenge:
+    def _pick_challenge(self, authz_url: str, challenge_type: str, domains: list[str]) -> Challenge:
         authz = self._authorization(authz_url)
-        domain = str(authz.identifier.value)
-        if authz.wildcard:
-            domain = "*." + domain
+        domain = _ordered_name(authz, domains)
         wanted = challenges.HTTP01 if challenge_type == "http" else challenges.DNS01
         for challb in authz.challenges:
             if isinstance(challb.chall, wanted):
@@ -113,6 +111,7 @@ class OrderCalls(AcmeConnection):
     def answer(self, challenge: Challenge) -> None:
         """Tell the CA the challenge is ready (RFC 8555 §7.5.1)."""
         authz = self._authorization(challenge.authz_url)
+        _ordered_name(authz, [challenge.domain])  # still the authorization it was
         for challb in authz.challenges:
             if challb.uri == challenge.url:
                 if status_name(challb.status) != "pending":
@@ -215,6 +214,25 @@ def _check_token(token: Any) -> None:
 
     if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", token):
         raise AcmeError("the CA sent a challenge token that is not base64url; refusing to use it")
+
+
+def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
+    """The name an authorization is for (RFC 8555 §7.1.4), refused unless it was ordered.
+
+    The identifier's value and wildcard flag come from the CA and end up in TXT record
+    names, HTTP URLs and hook environments: only a name of the order may.
+    """
+    identifier = authz.identifier
+    value = identifier.value if isinstance(identifier.value, str) else repr(identifier.value)
+    domain = ("*." if authz.wildcard else "") + value
+    if identifier.typ != messages.IDENTIFIER_FQDN or domain.lower() not in domains:
+        from certctl.pki.certinfo import clean
+
+        raise AcmeError(
+            f"the CA sent an authorization for {clean(domain)!r}, a name not in the order"
+            f" ({', '.join(domains)}); refusing it"
+        )
+    return domain.lower()
 
 
 def _authorization_of(data: Any) -> messages.Authorization:
