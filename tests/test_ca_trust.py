@@ -24,7 +24,7 @@ from faultproxy import FaultProxy, Request, stuck_processing
 from test_ca_faults import Proxied, measured, placed
 
 from certfactory import make_leaf, pem, pki, private_key
-from conftest import standalone, unique
+from conftest import Certctl, standalone, unique
 from pebble import PebbleServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.pebble]
@@ -316,3 +316,69 @@ def test_authorization_for_a_name_not_ordered_is_refused(
     assert not (ca.store / "certs" / domain / "meta.toml").exists()  # no order recorded
     assert list((ca.store / "certs" / domain).glob("pending*")) == []
     assert proxy.requests("challenge") == []  # nothing was answered at the CA
+
+
+# ---- item 7: key authorizations follow the current account key -----------------------------
+
+
+def test_rollover_then_verify_a_pending_standalone_order(
+    certctl: Certctl, pebble: PebbleServer
+) -> None:
+    domain = unique("roll")
+    certctl.json("order", "-d", domain, *standalone(pebble))
+    rolled = certctl.json("account", "rollover")
+    verified = certctl.run("verify", domain, "--json")
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["status"] == "valid"
+    (changed,) = rolled["pending_orders"]
+    assert (changed["name"], changed["domain"], changed["type"]) == (domain, domain, "http-01")
+    assert certctl.json("issue", domain)["version"] == 1
+
+
+def test_rollover_shows_the_changed_manual_dns_value_and_verify_expects_it(
+    certctl: Certctl, pebble: PebbleServer
+) -> None:
+    domain = unique("rolldns")
+    ordered = certctl.json("order", "-d", domain, "--challenge", "dns", "--agree-tos")
+    (challenge,) = ordered["challenges"]
+    record, old_value = challenge["record"], challenge["value"]
+    pebble.add_txt(record, old_value)  # published by hand, as the order said
+    try:
+        human = certctl.run("account", "rollover")
+        assert human.returncode == 0, human.stderr
+        out = human.stdout + human.stderr
+        assert domain in out and record in out and old_value not in out
+        stored = Store(certctl.store).read(domain).order
+        assert stored is not None
+        new_value = stored.challenges[0].validation
+        assert new_value != old_value and new_value in out
+        shown = certctl.json("show", domain)
+        assert json.dumps(shown).count(new_value) >= 1 and old_value not in json.dumps(shown)
+
+        stale = certctl.run("verify", domain)
+        assert stale.returncode == 3, stale.stderr  # not yet: the CA was not asked
+        assert f"expected {new_value!r}" in stale.stderr and old_value in stale.stderr
+
+        pebble.clear_txt(record)
+        pebble.add_txt(record, new_value)
+        done = certctl.run("verify", domain, "--json")
+        assert done.returncode == 0, done.stderr
+        assert certctl.json("issue", domain)["version"] == 1
+    finally:
+        pebble.clear_txt(record)
+
+
+def test_verify_says_when_the_stored_value_is_stale(certctl: Certctl, pebble: PebbleServer) -> None:
+    """A rollover by an older certctl (or another host) left old values in the record."""
+    domain = unique("stale")
+    certctl.json("order", "-d", domain, *standalone(pebble))
+    store = Store(certctl.store)
+    with store.lock(domain):
+        record = store.read(domain)
+        assert record.order is not None
+        real = record.order.challenges[0].validation
+        record.order.challenges[0].validation = real[:-3] + "old"
+        store.write(record)
+    verified = certctl.run("verify", domain)
+    assert verified.returncode == 0, verified.stderr
+    assert "changed" in verified.stderr and domain in verified.stderr

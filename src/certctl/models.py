@@ -79,6 +79,13 @@ class Challenge:
             return "_acme-challenge." + self.domain.removeprefix("*.")
         return f"/.well-known/acme-challenge/{self.token}"
 
+    @property
+    def location(self) -> str:
+        """Where the value is published, as a person reads it: a TXT record or a URL."""
+        if self.type == "dns-01":
+            return f"TXT {self.record_name}."
+        return f"http://{self.domain}{self.record_name}"
+
 
 @dataclass
 class OrderState:

@@ -12,8 +12,16 @@ import requests
 from acme import challenges, messages
 from cryptography import x509
 from josepy import json_util
+from josepy.jwk import JWK
 
-from certctl.acme.connection import AcmeConnection, Backoff, as_utc, json_body, status_name
+from certctl.acme.connection import (
+    AcmeConnection,
+    Backoff,
+    as_utc,
+    json_body,
+    jwk_for,
+    status_name,
+)
 from certctl.acme.network import MAX_RESPONSE_BYTES, problem_text
 from certctl.errors import AcmeError, BadInput, NotYet
 from certctl.models import Challenge, OrderState
@@ -98,6 +106,20 @@ class OrderCalls(AcmeConnection):
         raise AcmeError(
             f"the CA offers no {wanted.typ} challenge for {domain} (offered: {offered})"
         )
+
+    def refresh_validations(self, todo: list[Challenge]) -> list[tuple[Challenge, str]]:
+        """Derive each value to publish from the account key now in use (after a rollover).
+
+        Returns the challenges whose value changed, each with the value stored before.
+        """
+        assert self._jwk is not None
+        changed = []
+        for challenge in todo:
+            current = challenge_validation(challenge.type, challenge.token, self._jwk)
+            if current != challenge.validation:
+                changed.append((challenge, challenge.validation))
+                challenge.validation = current
+        return changed
 
     def refresh_challenge(self, challenge: Challenge) -> tuple[str, str | None]:
         """The authorization's status and, when invalid, the CA's error detail."""
@@ -206,6 +228,19 @@ class OrderCalls(AcmeConnection):
         if len(text) > MAX_RESPONSE_BYTES or "-----BEGIN CERTIFICATE-----" not in text:
             raise AcmeError("the CA returned something that is not a certificate chain")
         return text
+
+
+def challenge_validation(challenge_type: str, token: str, account_key: bytes | JWK) -> str:
+    """What to publish for a challenge, from its token and the account key (PEM or JWK).
+
+    RFC 8555 §8.1: key authorization = token "." base64url(JWK thumbprint of the account
+    key); http-01 (§8.3) serves it as is, dns-01 (§8.4) publishes base64url(SHA-256(it)).
+    """
+    jwk = jwk_for(account_key)[0] if isinstance(account_key, bytes) else account_key
+    kind = challenges.DNS01 if challenge_type == "dns-01" else challenges.HTTP01
+    chall = kind(token=json_util.decode_b64jose(token))
+    value: str = chall.validation(jwk)
+    return value
 
 
 def _check_token(token: Any) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from certctl.context import Context
 from certctl.errors import AcmeError, BadInput, CertctlError, NotYet, OperationFailed
-from certctl.models import SOURCE_UPLOAD, AccountRecord, CertRecord
+from certctl.models import SOURCE_UPLOAD, AccountRecord, CertRecord, Challenge
 from certctl.pki.keys import KEY_TYPES, generate_key, load_key
 
 if TYPE_CHECKING:
@@ -142,8 +142,28 @@ class AccountReport:
 
 
 @dataclass
+class ChangedValue:
+    """A pending order's challenge whose value to publish changed with the account key."""
+
+    name: str
+    method: str  # how it is published: manual means by the user
+    challenge: Challenge
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of `account rollover --json`'s pending_orders."""
+        return {
+            "name": self.name,
+            "domain": self.challenge.domain,
+            "type": self.challenge.type,
+            "where": self.challenge.location,
+            "value": self.challenge.validation,
+            "published_by": "user" if self.method == "manual" else "certctl",
+        }
+
+
+@dataclass
 class RolloverReport:
-    """The account's key before and after a rollover."""
+    """The account's key before and after a rollover, and the values to publish anew."""
 
     server: str
     uri: str
@@ -151,6 +171,7 @@ class RolloverReport:
     old_key_thumbprint: str
     key_type: str
     key_thumbprint: str
+    pending_orders: list[ChangedValue] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of `account rollover --json`."""
@@ -161,6 +182,7 @@ class RolloverReport:
             "old_key_thumbprint": self.old_key_thumbprint,
             "key_type": self.key_type,
             "key_thumbprint": self.key_thumbprint,
+            "pending_orders": [c.to_json() for c in self.pending_orders],
         }
 
 
@@ -444,7 +466,40 @@ def rollover(ctx: Context, key_type: str | None = None) -> RolloverReport:
         old_key_thumbprint=thumbprint_of(old_key),
         key_type=new_record.key_type,
         key_thumbprint=thumbprint_of(new_key),
+        pending_orders=_republish(ctx, server, new_key),
     )
+
+
+def _republish(ctx: Context, server: str, key_pem: bytes) -> list[ChangedValue]:
+    """Pending orders at `server` whose values to publish the new account key changed.
+
+    Each value is derived again (RFC 8555 §8.1: the key authorization holds the account
+    key's thumbprint) and stored, so `show` prints it; `verify` derives it again anyway.
+    """
+    from certctl.acme.orders import challenge_validation
+
+    changed = []
+    for name in ctx.store.names():
+        try:
+            with ctx.store.lock(name):
+                record = ctx.store.read(name)
+                order = record.order
+                if order is None or order.status in ("valid", "invalid"):
+                    continue
+                if (record.server or ctx.settings.server_url) != server:
+                    continue
+                found = []
+                for challenge in order.challenges:
+                    value = challenge_validation(challenge.type, challenge.token, key_pem)
+                    if challenge.status != "valid" and value != challenge.validation:
+                        challenge.validation = value
+                        found.append(ChangedValue(name, record.validation.method, challenge))
+                if found:
+                    ctx.store.write(record)
+                    changed += found
+        except CertctlError as error:  # locked or damaged: 'verify' derives it again
+            ctx.reporter.warn(f"{name}: pending order not checked after the rollover: {error}")
+    return changed
 
 
 def _after_failed_rollover(

@@ -316,6 +316,16 @@ def _verify_locked(ctx: Context, record: CertRecord, timeout: float) -> VerifyRe
     report = VerifyReport(record.name, record.domains, "valid")
     if not todo:
         return _mark_ready(ctx, record, report)
+    changed = session.refresh_validations(todo)  # derived from the current account key
+    if changed:
+        ctx.store.write(record)
+        who = "certctl publishes it" if record.validation.automatic else "publish it"
+        for challenge, _ in changed:
+            ctx.reporter.warn(
+                f"{record.name}: the value for {challenge.domain} changed (account key rollover"
+                f" since the order): {challenge.location} must now hold {challenge.validation}"
+                f" — {who}"
+            )
     solver = make_solver(record.validation, ctx.reporter, ctx.store)
     resolvers = ctx.settings.resolver_addresses()
     try:
