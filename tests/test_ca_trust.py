@@ -10,6 +10,10 @@ subprocess with stdin closed, as under cron.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +28,7 @@ from faultproxy import FaultProxy, Request, stuck_processing
 from test_ca_faults import Proxied, measured, placed
 
 from certfactory import make_leaf, pem, pki, private_key
-from conftest import Certctl, standalone, unique
+from conftest import CERTCTL, Certctl, standalone, unique
 from pebble import PebbleServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.pebble]
@@ -382,3 +386,46 @@ def test_verify_says_when_the_stored_value_is_stale(certctl: Certctl, pebble: Pe
     verified = certctl.run("verify", domain)
     assert verified.returncode == 0, verified.stderr
     assert "changed" in verified.stderr and domain in verified.stderr
+
+
+# ---- item 13: one lock across the whole obtain --------------------------------------------------
+
+
+def _wait_stopped(pid: int, timeout: float = 60) -> None:
+    """Until the process has stopped itself at its pause point (state T in /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        assert state != "Z", "certctl exited instead of pausing"
+        time.sleep(0.05)
+    raise AssertionError("certctl did not reach its pause point")
+
+
+@pytest.mark.parametrize("point", ["obtain-ordered", "obtain-verified"])
+def test_obtain_holds_its_lock_between_steps(
+    certctl: Certctl, pebble: PebbleServer, point: str
+) -> None:
+    domain = unique("lock")
+    env = {**os.environ, **certctl.env(), "CERTCTL_TEST_FAULT": f"pause:{point}"}
+    proc = subprocess.Popen(
+        [*CERTCTL, "obtain", "-d", domain, *standalone(pebble), "--json"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_stopped(proc.pid)
+        for args in (("order", "-d", domain, *standalone(pebble)), ("remove", domain, "--yes")):
+            other = certctl.run(*args)
+            assert other.returncode == 3, (args, other.stderr)
+            assert "locked" in other.stderr, other.stderr
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["version"] == 1
+    assert Store(certctl.store).read(domain).current is not None

@@ -224,9 +224,7 @@ def obtain_command(
             " --challenge dns --dns-provider rfc2136|hook"
         )
     context = build_context(ctx, json_output=json_output)
-    ordered = obtain.order(context, request, confirm_tos_for(context.interactive))
-    obtain.verify(context, ordered.name, timeout)
-    report = obtain.issue(context, ordered.name, timeout)
+    report = obtain.obtain(context, request, confirm_tos_for(context.interactive), timeout)
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -115,9 +115,9 @@ def set_command(
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.ops import obtain
+    from certctl.ops import settings
 
-    record = obtain.update_settings(
+    record = settings.update_settings(
         build_context(ctx, json_output=json_output),
         name,
         renew_before=renew_before,

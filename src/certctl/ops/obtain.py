@@ -197,37 +197,73 @@ def order(
     ctx: Context, request: OrderRequest, confirm_tos: ConfirmTos | None = None
 ) -> OrderReport:
     """Place an order: key, account, order at the CA, all state persisted."""
+    name, domains, validation = _prepare(ctx, request)
+    with ctx.store.lock(name):
+        return _order_locked(ctx, request, name, domains, validation, confirm_tos)
+
+
+def obtain(
+    ctx: Context, request: OrderRequest, confirm_tos: ConfirmTos | None, timeout: float
+) -> IssueReport:
+    """Order, verify and issue under one lock: no other command slips in between the steps."""
+    from certctl.ops.hooks import run_deploy_hook
+
+    name, domains, validation = _prepare(ctx, request)
+    with ctx.store.lock(name):
+        _order_locked(ctx, request, name, domains, validation, confirm_tos)
+        fault_point("obtain-ordered")
+        _verify_locked(ctx, ctx.store.read(name), timeout)
+        fault_point("obtain-verified")
+        record = ctx.store.read(name)
+        report = issue_locked(ctx, record, timeout)
+        report.hook_error = run_deploy_hook(ctx, record)
+        return report
+
+
+def _prepare(ctx: Context, request: OrderRequest) -> tuple[str, list[str], Validation]:
+    """The order's name, domains and validation, checked before anything is created."""
     domains = normalize_domains(request.domains)
     name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
     validation = _validation_for(request, domains)
-    server = ctx.settings.server_url
     if request.profile:  # refuse an unknown profile before anything is created
-        offered = ctx.acme(server).profiles()
+        offered = ctx.acme(ctx.settings.server_url).profiles()
         if request.profile not in offered:
             listed = ", ".join(sorted(offered)) or "none: it does not support profiles"
             raise BadInput(
                 f"the CA does not offer profile {request.profile!r} (it offers: {listed})"
             )
     ctx.store.ensure()
-    with ctx.store.lock(name):
-        existing = ctx.store.read(name) if ctx.store.has(name) else None
-        if existing is not None and existing.source == SOURCE_UPLOAD:
-            raise BadInput(
-                f"{name!r} holds an uploaded certificate: choose another --name for the ACME one"
-            )
-        record = existing or CertRecord(name=name, domains=domains, created=ctx.now())
-        record.domains = domains
-        record.key_type = request.key_type
-        record.server = server
-        record.profile = request.profile
-        record.validation = validation
-        if request.deploy_hook is not None:
-            record.deploy_hook = request.deploy_hook or None
-        session = account_session(
-            ctx, server, email=request.email, agree_tos=request.agree_tos, confirm_tos=confirm_tos
+    return name, domains, validation
+
+
+def _order_locked(
+    ctx: Context,
+    request: OrderRequest,
+    name: str,
+    domains: list[str],
+    validation: Validation,
+    confirm_tos: ConfirmTos | None,
+) -> OrderReport:
+    """Place the order of `request` under `name` (its lock held)."""
+    server = ctx.settings.server_url
+    existing = ctx.store.read(name) if ctx.store.has(name) else None
+    if existing is not None and existing.source == SOURCE_UPLOAD:
+        raise BadInput(
+            f"{name!r} holds an uploaded certificate: choose another --name for the ACME one"
         )
-        _place_order(ctx, session, record)
-        return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
+    record = existing or CertRecord(name=name, domains=domains, created=ctx.now())
+    record.domains = domains
+    record.key_type = request.key_type
+    record.server = server
+    record.profile = request.profile
+    record.validation = validation
+    if request.deploy_hook is not None:
+        record.deploy_hook = request.deploy_hook or None
+    session = account_session(
+        ctx, server, email=request.email, agree_tos=request.agree_tos, confirm_tos=confirm_tos
+    )
+    _place_order(ctx, session, record)
+    return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
 
 
 def _place_order(
@@ -521,43 +557,3 @@ def facts_of(info: CertInfo) -> Current:
         fingerprint=info.fingerprint_sha256,
         names=list(info.names),
     )
-
-
-# ---- settings ---------------------------------------------------------------
-
-
-def update_settings(
-    ctx: Context, name: str, *, renew_before: str | None, deploy_hook: str | None
-) -> CertRecord:
-    """Change a certificate's renewal point and deploy hook."""
-    check_cert_name(name)
-    if renew_before is None and deploy_hook is None:
-        raise BadInput("nothing to change: give --renew-before and/or --deploy-hook")
-    days: float | None = None
-    if renew_before is not None and renew_before != "default":
-        try:
-            days = float(renew_before)
-        except ValueError:
-            days = -1
-        if not 0 < days <= 3650:
-            raise BadInput(
-                f"invalid --renew-before {renew_before!r}: give days (e.g. 20) or 'default'"
-            )
-    ctx.store.read(name)
-    with ctx.store.lock(name):
-        record = ctx.store.read(name)
-        if renew_before is not None:
-            record.renew_before_days = days
-            current = record.current
-            if days is not None and current is not None:
-                lifetime = (current.not_after - current.not_before).total_seconds() / 86400
-                if days >= lifetime:
-                    ctx.reporter.warn(
-                        f"{name}: renew_before {days:g} days is not shorter than the"
-                        f" certificate's lifetime ({lifetime:.0f} days): every renew-due run"
-                        " will renew it"
-                    )
-        if deploy_hook is not None:
-            record.deploy_hook = deploy_hook or None
-        ctx.store.write(record)
-    return record
