@@ -197,9 +197,9 @@ def order(
     ctx: Context, request: OrderRequest, confirm_tos: ConfirmTos | None = None
 ) -> OrderReport:
     """Place an order: key, account, order at the CA, all state persisted."""
-    name, domains, validation = _prepare(ctx, request)
-    with ctx.store.lock(name):
-        return _order_locked(ctx, request, name, domains, validation, confirm_tos)
+    prepared = _prepare(ctx, request)
+    with ctx.store.lock(prepared.name):
+        return _order_locked(ctx, request, prepared, confirm_tos)
 
 
 def obtain(
@@ -208,9 +208,10 @@ def obtain(
     """Order, verify and issue under one lock: no other command slips in between the steps."""
     from certctl.ops.hooks import run_deploy_hook
 
-    name, domains, validation = _prepare(ctx, request)
+    prepared = _prepare(ctx, request)
+    name = prepared.name
     with ctx.store.lock(name):
-        _order_locked(ctx, request, name, domains, validation, confirm_tos)
+        _order_locked(ctx, request, prepared, confirm_tos)
         fault_point("obtain-ordered")
         _verify_locked(ctx, ctx.store.read(name), timeout)
         fault_point("obtain-verified")
@@ -220,32 +221,46 @@ def obtain(
         return report
 
 
-def _prepare(ctx: Context, request: OrderRequest) -> tuple[str, list[str], Validation]:
-    """The order's name, domains and validation, checked before anything is created."""
+@dataclass(frozen=True)
+class _Prepared:
+    """An order request, checked: what `order` and `obtain` lock and place."""
+
+    name: str
+    domains: list[str]
+    validation: Validation
+    server: str
+
+
+def _prepare(ctx: Context, request: OrderRequest) -> _Prepared:
+    """The order's name, domains, validation and CA, checked before anything is created."""
     domains = normalize_domains(request.domains)
     name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
     validation = _validation_for(request, domains)
+    server = ctx.settings.server_url
     if request.profile:  # refuse an unknown profile before anything is created
-        offered = ctx.acme(ctx.settings.server_url).profiles()
+        offered = ctx.acme(server).profiles()
         if request.profile not in offered:
             listed = ", ".join(sorted(offered)) or "none: it does not support profiles"
             raise BadInput(
                 f"the CA does not offer profile {request.profile!r} (it offers: {listed})"
             )
     ctx.store.ensure()
-    return name, domains, validation
+    return _Prepared(name, domains, validation, server)
 
 
 def _order_locked(
     ctx: Context,
     request: OrderRequest,
-    name: str,
-    domains: list[str],
-    validation: Validation,
+    prepared: _Prepared,
     confirm_tos: ConfirmTos | None,
 ) -> OrderReport:
-    """Place the order of `request` under `name` (its lock held)."""
-    server = ctx.settings.server_url
+    """Place the order of `request` (its name's lock held)."""
+    name, domains, validation, server = (
+        prepared.name,
+        prepared.domains,
+        prepared.validation,
+        prepared.server,
+    )
     existing = ctx.store.read(name) if ctx.store.has(name) else None
     if existing is not None and existing.source == SOURCE_UPLOAD:
         raise BadInput(

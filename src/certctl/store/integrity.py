@@ -117,15 +117,20 @@ def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None
                     " removes it",
                 )
             )
-    if record.order is not None and store.read_pending_key(name, wanted) is None:
-        findings.append(
-            Finding(
-                "error",
-                name,
-                str(directory),
-                "the pending order's key is missing: run 'certctl order' again",
+    if record.order is not None and record.order.status != "invalid":
+        try:
+            missing = store.read_pending_key(name, wanted) is None
+        except CertctlError:
+            missing = True  # a malformed key id names no key
+        if missing:
+            findings.append(
+                Finding(
+                    "error",
+                    name,
+                    str(directory),
+                    "the pending order's key is missing: run 'certctl order' again",
+                )
             )
-        )
 
 
 def _check_version(findings: list[Finding], name: str, directory: Path) -> None:
