@@ -418,6 +418,23 @@ class FaultProxy:
 
         return self.add(Rule(kind, label, rewrite=rewrite, times=times))
 
+    def rewrite_body(
+        self,
+        kind: str,
+        change: Callable[[Request, bytes], bytes],
+        times: int | None = None,
+        label: str = "rewritten body",
+    ) -> Rule:
+        """Let Pebble answer, then replace its (non-JSON) body with `change`'s result."""
+
+        def rewrite(request: Request, reply: Reply) -> Reply:
+            if not isinstance(reply.body, bytes) or reply.status >= 300:
+                return reply
+            reply.body = change(request, reply.body)
+            return reply
+
+        return self.add(Rule(kind, label, rewrite=rewrite, times=times))
+
     def big_body(
         self, kind: str, size: int | None, *, declared: bool = True, times: int | None = None
     ) -> Rule:

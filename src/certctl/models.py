@@ -335,6 +335,13 @@ class Challenge:
         """Build from stored TOML data, checked."""
         return cls(**_checked(cls, data))
 
+    @property
+    def location(self) -> str:
+        """Where the value is published, as a person reads it: a TXT record or a URL."""
+        if self.type == "dns-01":
+            return f"TXT {self.record_name}."
+        return f"http://{self.domain}{self.record_name}"
+
 
 @dataclass
 class OrderState:
@@ -349,6 +356,7 @@ class OrderState:
     error: str | None = None
     created: datetime | None = None
     profile: str | None = None
+    key_id: str | None = None  # names the order's pending key (None: pending.key, before 0.2)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OrderState:

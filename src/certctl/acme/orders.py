@@ -12,8 +12,16 @@ import requests
 from acme import challenges, messages
 from cryptography import x509
 from josepy import json_util
+from josepy.jwk import JWK
 
-from certctl.acme.connection import AcmeConnection, Backoff, as_utc, json_body, status_name
+from certctl.acme.connection import (
+    AcmeConnection,
+    Backoff,
+    as_utc,
+    json_body,
+    jwk_for,
+    status_name,
+)
 from certctl.acme.network import MAX_RESPONSE_BYTES, problem_text
 from certctl.errors import AcmeError, BadInput, NotYet
 from certctl.models import Challenge, OrderState
@@ -66,7 +74,7 @@ class OrderCalls(AcmeConnection):
             profile=profile,
         )
         for authz_url in body.authorizations:
-            order.challenges.append(self._pick_challenge(authz_url, challenge_type))
+            order.challenges.append(self._pick_challenge(authz_url, challenge_type, domains))
         return order
 
     def _authorization(self, authz_url: str) -> messages.Authorization:
@@ -76,11 +84,9 @@ class OrderCalls(AcmeConnection):
         )
         return authz
 
-    def _pick_challenge(self, authz_url: str, challenge_type: str) -> Challenge:
+    def _pick_challenge(self, authz_url: str, challenge_type: str, domains: list[str]) -> Challenge:
         authz = self._authorization(authz_url)
-        domain = str(authz.identifier.value)
-        if authz.wildcard:
-            domain = "*." + domain
+        domain = _ordered_name(authz, domains)
         wanted = challenges.HTTP01 if challenge_type == "http" else challenges.DNS01
         for challb in authz.challenges:
             if isinstance(challb.chall, wanted):
@@ -101,6 +107,20 @@ class OrderCalls(AcmeConnection):
             f"the CA offers no {wanted.typ} challenge for {domain} (offered: {offered})"
         )
 
+    def refresh_validations(self, todo: list[Challenge]) -> list[tuple[Challenge, str]]:
+        """Derive each value to publish from the account key now in use (after a rollover).
+
+        Returns the challenges whose value changed, each with the value stored before.
+        """
+        assert self._jwk is not None
+        changed = []
+        for challenge in todo:
+            current = challenge_validation(challenge.type, challenge.token, self._jwk)
+            if current != challenge.validation:
+                changed.append((challenge, challenge.validation))
+                challenge.validation = current
+        return changed
+
     def refresh_challenge(self, challenge: Challenge) -> tuple[str, str | None]:
         """The authorization's status and, when invalid, the CA's error detail."""
         authz = self._authorization(challenge.authz_url)
@@ -113,6 +133,7 @@ class OrderCalls(AcmeConnection):
     def answer(self, challenge: Challenge) -> None:
         """Tell the CA the challenge is ready (RFC 8555 §7.5.1)."""
         authz = self._authorization(challenge.authz_url)
+        _ordered_name(authz, [challenge.domain])  # still the authorization it was
         for challb in authz.challenges:
             if challb.uri == challenge.url:
                 if status_name(challb.status) != "pending":
@@ -205,12 +226,44 @@ class OrderCalls(AcmeConnection):
         return text
 
 
+def challenge_validation(challenge_type: str, token: str, account_key: bytes | JWK) -> str:
+    """What to publish for a challenge, from its token and the account key (PEM or JWK).
+
+    RFC 8555 §8.1: key authorization = token "." base64url(JWK thumbprint of the account
+    key); http-01 (§8.3) serves it as is, dns-01 (§8.4) publishes base64url(SHA-256(it)).
+    """
+    jwk = jwk_for(account_key)[0] if isinstance(account_key, bytes) else account_key
+    kind = challenges.DNS01 if challenge_type == "dns-01" else challenges.HTTP01
+    chall = kind(token=json_util.decode_b64jose(token))
+    value: str = chall.validation(jwk)
+    return value
+
+
 def _check_token(token: Any) -> None:
     """RFC 8555 §8.3: a token is base64url; anything else is hostile (e.g. '../')."""
     import re
 
     if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", token):
         raise AcmeError("the CA sent a challenge token that is not base64url; refusing to use it")
+
+
+def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
+    """The name an authorization is for (RFC 8555 §7.1.4), refused unless it was ordered.
+
+    The identifier's value and wildcard flag come from the CA and end up in TXT record
+    names, HTTP URLs and hook environments: only a name of the order may.
+    """
+    identifier = authz.identifier
+    value = identifier.value if isinstance(identifier.value, str) else repr(identifier.value)
+    domain = ("*." if authz.wildcard else "") + value
+    if identifier.typ != messages.IDENTIFIER_FQDN or domain.lower() not in domains:
+        from certctl.pki.certinfo import clean
+
+        raise AcmeError(
+            f"the CA sent an authorization for {clean(domain)!r}, a name not in the order"
+            f" ({', '.join(domains)}); refusing it"
+        )
+    return domain.lower()
 
 
 def _authorization_of(data: Any) -> messages.Authorization:

@@ -234,11 +234,11 @@ def revoke_command(ctx: click.Context, name: str, reason: str, json_output: bool
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.ops import accounts
+    from certctl.ops import revoke
     from certctl.ops.names import resolve_name
 
     context = build_context(ctx, json_output=json_output)
-    report = accounts.revoke(context, resolve_name(context, name), reason)
+    report = revoke.revoke(context, resolve_name(context, name), reason)
     if json_output:
         render.print_json(report.to_json())
     else:

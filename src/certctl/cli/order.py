@@ -11,7 +11,7 @@ from certctl.cli.globalopts import CertctlCommand
 from certctl.cli.options import confirm_drop_for, confirm_tos_for, json_option, timeout_option
 
 if TYPE_CHECKING:
-    from certctl.ops.obtain import OrderRequest
+    from certctl.ops.request import OrderRequest
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
 
@@ -144,7 +144,7 @@ def _both_manual(options: OrderOptions) -> bool:
 
 def _request(options: OrderOptions) -> OrderRequest:
     from certctl.errors import BadInput
-    from certctl.ops.obtain import OrderRequest
+    from certctl.ops.request import OrderRequest
 
     chosen = [
         flag
@@ -160,7 +160,7 @@ def _request(options: OrderOptions) -> OrderRequest:
         raise BadInput(f"{chosen[0]} and {chosen[1]} exclude each other: choose one")
     if options.http_port and not options.standalone:
         raise BadInput("--http-port is for --standalone")
-    # None: no method named, so an existing certificate keeps its own (ops/obtain.with_method)
+    # None: no method named, so an existing certificate keeps its own (ops/request.with_method)
     method = (
         "webroot"
         if options.webroot

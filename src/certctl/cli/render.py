@@ -405,7 +405,8 @@ def export_report(report: ExportReport) -> None:
 # ---- accounts and revocation --------------------------------------------------
 
 if TYPE_CHECKING:
-    from certctl.ops.accounts import AccountReport, RevokeReport, RolloverReport
+    from certctl.ops.accounts import AccountReport, RolloverReport
+    from certctl.ops.revoke import RevokeReport
 
 
 def account_report(report: AccountReport, command: str) -> None:
@@ -440,6 +441,16 @@ def rollover_report(report: RolloverReport) -> None:
     out.print(f"Rolled over the key of {report.uri}", markup=False)
     out.print(f"  old key: {report.old_key_type}, thumbprint {report.old_key_thumbprint}", False)
     out.print(f"  new key: {report.key_type}, thumbprint {report.key_thumbprint}", False)
+    if report.pending_orders:
+        out.print("Pending orders whose values to publish changed with the key:", markup=False)
+    for changed in report.pending_orders:
+        challenge = changed.challenge
+        out.print(f"  {changed.name} ({challenge.domain}): {challenge.location}", markup=False)
+        out.print(f"    new value: {challenge.validation}", markup=False)
+        if changed.method == "manual":
+            out.print(f"    publish it, then run: {hints.verify(changed.name)}", markup=False)
+        else:
+            out.print("    certctl publishes it itself during 'verify'", markup=False)
 
 
 def revoke_report(report: RevokeReport) -> None:

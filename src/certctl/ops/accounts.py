@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from certctl.context import Context
 from certctl.errors import AcmeError, BadInput, CertctlError, NotYet, OperationFailed
-from certctl.models import SOURCE_UPLOAD, AccountRecord, CertRecord
+from certctl.models import AccountRecord, Challenge
 from certctl.pki.keys import KEY_TYPES, generate_key, load_key
 from certctl.policy import hints
 from certctl.policy.contact import check_email
@@ -30,14 +30,7 @@ ConfirmTos = Callable[[str], bool]
 Stored = tuple[AccountRecord, bytes]
 
 DEACTIVATED = "deactivated"
-# RFC 5280 §5.3.1 CRLReason codes that ACME CAs accept (RFC 8555 §7.6)
-REVOCATION_REASONS = {
-    "unspecified": 0,
-    "keyCompromise": 1,
-    "affiliationChanged": 3,
-    "superseded": 4,
-    "cessationOfOperation": 5,
-}
+
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 MIN_HMAC_BYTES = 16
 MAX_HMAC_FILE_BYTES = 4096
@@ -144,8 +137,28 @@ class AccountReport:
 
 
 @dataclass
+class ChangedValue:
+    """A pending order's challenge whose value to publish changed with the account key."""
+
+    name: str
+    method: str  # how it is published: manual means by the user
+    challenge: Challenge
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of `account rollover --json`'s pending_orders."""
+        return {
+            "name": self.name,
+            "domain": self.challenge.domain,
+            "type": self.challenge.type,
+            "where": self.challenge.location,
+            "value": self.challenge.validation,
+            "published_by": "user" if self.method == "manual" else "certctl",
+        }
+
+
+@dataclass
 class RolloverReport:
-    """The account's key before and after a rollover."""
+    """The account's key before and after a rollover, and the values to publish anew."""
 
     server: str
     uri: str
@@ -153,6 +166,7 @@ class RolloverReport:
     old_key_thumbprint: str
     key_type: str
     key_thumbprint: str
+    pending_orders: list[ChangedValue] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of `account rollover --json`."""
@@ -163,32 +177,7 @@ class RolloverReport:
             "old_key_thumbprint": self.old_key_thumbprint,
             "key_type": self.key_type,
             "key_thumbprint": self.key_thumbprint,
-        }
-
-
-@dataclass
-class RevokeReport:
-    """A revoked certificate."""
-
-    name: str
-    serial: str
-    reason: str
-    server: str
-    signed_with: str  # "account" | "certificate key"
-    already_revoked: bool
-    next_step: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented JSON shape of `revoke --json`."""
-        return {
-            "name": self.name,
-            "serial": self.serial,
-            "reason": self.reason,
-            "server": self.server,
-            "signed_with": self.signed_with,
-            "already_revoked": self.already_revoked,
-            "revoked": True,
-            "next_step": self.next_step,
+            "pending_orders": [c.to_json() for c in self.pending_orders],
         }
 
 
@@ -293,7 +282,7 @@ def _settle_rollover(ctx: Context, session: AcmeSession, server: str) -> Stored:
     return settled
 
 
-def _logged_in(ctx: Context, server: str, *, locked: bool = False) -> tuple[AcmeSession, Stored]:
+def logged_in(ctx: Context, server: str, *, locked: bool = False) -> tuple[AcmeSession, Stored]:
     """A session logged in to the stored account for `server` (never creates one)."""
     stored = ctx.store.read_account(server)
     if stored is None:
@@ -393,7 +382,7 @@ def _existing(ctx: Context, stored: Stored, request: RegisterRequest) -> Account
 
 def update(ctx: Context, email: str) -> AccountReport:
     """RFC 8555 §7.3.2: replace the account's contact at the CA, then in the store."""
-    check_email(email)
+    email = check_email(email)  # one address or several, comma-separated
     server = ctx.settings.server_url
     stored = ctx.store.read_account(server) if ctx.store.exists() else None
     if stored is None:
@@ -407,8 +396,8 @@ def update(ctx: Context, email: str) -> AccountReport:
                 f"the account {stored[0].uri} is deactivated: register a new one with"
                 " 'certctl account register --agree-tos'"
             )
-        session, stored = _logged_in(ctx, server, locked=True)
-        contact = session.update_contact([email])
+        session, stored = logged_in(ctx, server, locked=True)
+        contact = session.update_contact(email.split(","))
         record = replace(stored[0], email=email)
         ctx.store.write_account(record)
     return _report(record, stored[1], contact=contact, source="ca")
@@ -425,7 +414,7 @@ def show(ctx: Context, *, offline: bool = False) -> AccountReport:
         raise _no_account(server)
     if offline or stored[0].status == DEACTIVATED:
         return _report(*stored)
-    session, stored = _logged_in(ctx, server)
+    session, stored = logged_in(ctx, server)
     details = session.account_details()
     status = str(getattr(details.status, "name", details.status) or "valid")
     return _report(*stored, status=status, contact=list(details.contact), source="ca")
@@ -443,7 +432,7 @@ def deactivate(ctx: Context) -> AccountReport:
             raise _no_account(server)
         if stored[0].status == DEACTIVATED:
             return _report(*stored, existing=True)
-        session, stored = _logged_in(ctx, server, locked=True)
+        session, stored = logged_in(ctx, server, locked=True)
         status = session.deactivate()
         record = replace(stored[0], status=DEACTIVATED)
         ctx.store.write_account(record)
@@ -462,7 +451,7 @@ def rollover(ctx: Context, key_type: str | None = None) -> RolloverReport:
     if (ctx.store.read_account(server) if ctx.store.exists() else None) is None:
         raise _no_account(server)
     with ctx.store.account_lock(server):
-        session, (record, old_key) = _logged_in(ctx, server, locked=True)
+        session, (record, old_key) = logged_in(ctx, server, locked=True)
         old_type = key_type_of(old_key)
         new_key = generate_key(key_type or old_type)
         new_record = replace(record, key_type=key_type or old_type)
@@ -481,7 +470,40 @@ def rollover(ctx: Context, key_type: str | None = None) -> RolloverReport:
         old_key_thumbprint=thumbprint_of(old_key),
         key_type=new_record.key_type,
         key_thumbprint=thumbprint_of(new_key),
+        pending_orders=_republish(ctx, server, new_key),
     )
+
+
+def _republish(ctx: Context, server: str, key_pem: bytes) -> list[ChangedValue]:
+    """Pending orders at `server` whose values to publish the new account key changed.
+
+    Each value is derived again (RFC 8555 §8.1: the key authorization holds the account
+    key's thumbprint) and stored, so `show` prints it; `verify` derives it again anyway.
+    """
+    from certctl.acme.orders import challenge_validation
+
+    changed = []
+    for name in ctx.store.names():
+        try:
+            with ctx.store.lock(name):
+                record = ctx.store.read(name)
+                order = record.order
+                if order is None or order.status in ("valid", "invalid"):
+                    continue
+                if (record.server or ctx.settings.server_url) != server:
+                    continue
+                found = []
+                for challenge in order.challenges:
+                    value = challenge_validation(challenge.type, challenge.token, key_pem)
+                    if challenge.status != "valid" and value != challenge.validation:
+                        challenge.validation = value
+                        found.append(ChangedValue(name, record.validation.method, challenge))
+                if found:
+                    ctx.store.write(record)
+                    changed += found
+        except CertctlError as error:  # locked or damaged: 'verify' derives it again
+            ctx.reporter.warn(f"{name}: pending order not checked after the rollover: {error}")
+    return changed
 
 
 def _after_failed_rollover(
@@ -500,66 +522,3 @@ def _after_failed_rollover(
     if isinstance(error, NotYet):
         raise error
     raise AcmeError(f"{error}; the account keeps its old key") from error
-
-
-# ---- revoke ------------------------------------------------------------------
-
-
-def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport:
-    """RFC 8555 §7.6: revoke the live certificate, then mark it revoked (renew-due renews it).
-
-    Signed by the account that issued it (the record's CA), or for keyCompromise by
-    the certificate's own key. An uploaded certificate has no certctl account
-    behind it: it can only be revoked for keyCompromise, at the configured CA.
-    """
-    from certctl.policy.names import check_cert_name
-
-    if reason not in REVOCATION_REASONS:
-        raise BadInput(
-            f"unknown revocation reason {reason!r}: choose one of {', '.join(REVOCATION_REASONS)}"
-        )
-    check_cert_name(name)
-    ctx.store.read(name)  # NotFound before anything is locked or created
-    with ctx.store.lock(name):
-        record = ctx.store.read(name)
-        live = ctx.store.read_live(name)
-        if live is None or record.current is None:
-            raise BadInput(f"{name!r} has no certificate yet (only an order): nothing to revoke")
-        own_key = reason == "keyCompromise"
-        if record.source == SOURCE_UPLOAD:
-            if not own_key:
-                from certctl.policy import hints
-
-                raise BadInput(
-                    f"{name!r} was uploaded: revoke it through the CA that issued it; if its"
-                    f" key is compromised and that CA speaks ACME, put its directory URL for"
-                    f" {hints.ITS_CA} and run: {hints.revoke_with_own_key(name)}"
-                )
-            server = ctx.settings.server_url
-        else:
-            server = record.server or ctx.settings.server_url
-        code = REVOCATION_REASONS[reason]
-        if own_key:
-            session = ctx.acme(server)
-            revoked_now = session.revoke(live["cert.pem"], code, cert_key_pem=live["privkey.pem"])
-        else:
-            session, _ = _logged_in(ctx, server)
-            revoked_now = session.revoke(live["cert.pem"], code)
-        record.revoked = True
-        ctx.store.write(record)
-    return RevokeReport(
-        name=name,
-        serial=record.current.serial,
-        reason=reason,
-        server=server,
-        signed_with="certificate key" if own_key else "account",
-        already_revoked=not revoked_now,
-        next_step=_after_revocation(record, ctx.settings.server_url),
-    )
-
-
-def _after_revocation(record: CertRecord, server: str) -> str:
-    """What replaces a revoked certificate (`server`: the CA certctl uses now)."""
-    from certctl.policy import hints
-
-    return hints.after_revocation(record, server)

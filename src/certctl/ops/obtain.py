@@ -20,15 +20,12 @@ from certctl.models import (
     OrderState,
     Validation,
 )
+from certctl.ops.request import OrderRequest, validation_for, with_method
 from certctl.ops.session import ConfirmTos, account_session
-from certctl.pki.keys import KEY_TYPES, generate_key, make_csr
+from certctl.pki.keys import generate_key, key_id_of, make_csr
 from certctl.policy import hints
 from certctl.policy.contact import check_email
-from certctl.policy.names import (
-    cert_name_for,
-    default_cert_name,
-    normalize_domains,
-)
+from certctl.policy.names import cert_name_for, default_cert_name, normalize_domains
 from certctl.store import fault_point
 
 if TYPE_CHECKING:
@@ -41,26 +38,6 @@ ISSUE_TIMEOUT = 120.0
 
 
 # ---- order ------------------------------------------------------------------
-
-
-@dataclass
-class OrderRequest:
-    """What `certctl order` was asked to do."""
-
-    domains: list[str]
-    name: str | None = None
-    challenge: str | None = None  # None: the certificate's current one, else http
-    method: str | None = None  # standalone | webroot | manual | rfc2136 | hook; None: keep
-    webroot: str | None = None
-    http_port: int | None = None
-    key_type: str = "ec256"
-    profile: str | None = None
-    email: str | None = None
-    agree_tos: bool = False
-    deploy_hook: str | None = None
-    # DNS provider settings (solvers.dns.OPTIONS keys); secrets only by file path or env name
-    dns_settings: dict[str, Any] = field(default_factory=dict)
-    drop_names: bool = False  # allow leaving out names of the live certificate
 
 
 @dataclass
@@ -110,65 +87,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def with_method(request: OrderRequest, existing: CertRecord | None) -> OrderRequest:
-    """The request with its validation method settled: the one named, else the stored one."""
-    from dataclasses import replace
-
-    from certctl.policy.replacing import previous_validation, settle
-
-    old = previous_validation(existing)
-    chosen = settle(
-        request.challenge,
-        request.method,
-        request.webroot,
-        request.http_port,
-        request.dns_settings,
-        old,
-    )
-    return replace(request, **vars(chosen))
-
-
-def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
-    assert request.method is not None
-    if request.challenge not in ("http", "dns"):
-        raise BadInput(f"unknown challenge {request.challenge!r}: use http or dns")
-    if request.key_type not in KEY_TYPES:
-        raise BadInput(
-            f"unknown key type {request.key_type!r}: choose one of {', '.join(KEY_TYPES)}"
-        )
-    if request.challenge == "http":
-        wildcards = [d for d in domains if d.startswith("*.")]
-        if wildcards:
-            raise BadInput(
-                f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
-            )
-    elif request.method in ("standalone", "webroot"):
-        raise BadInput(
-            f"--{request.method} is for HTTP validation; drop it or use --challenge http"
-        )
-    if request.method in ("rfc2136", "hook") and request.challenge != "dns":
-        raise BadInput(f"--dns-provider {request.method} needs --challenge dns")
-    from certctl.challenges.dns.settings import settings_for
-
-    settings = settings_for(request.method, request.dns_settings)
-    if request.method == "webroot":
-        if not request.webroot:
-            raise BadInput("--webroot needs a directory")
-        from pathlib import Path
-
-        if not Path(request.webroot).is_dir():
-            raise BadInput(f"webroot {request.webroot} is not a directory: check --webroot")
-    if request.http_port is not None and not 0 < request.http_port < 65536:
-        raise BadInput(f"invalid --http-port {request.http_port}: expected 1-65535")
-    return Validation(
-        challenge=request.challenge,  # type: ignore[arg-type]
-        method=request.method,
-        webroot=str(Path(request.webroot).resolve()) if request.webroot else None,
-        http_port=request.http_port if request.method == "standalone" else None,
-        settings=settings,
-    )
-
-
 def order(
     ctx: Context,
     request: OrderRequest,
@@ -176,7 +94,48 @@ def order(
     confirm_drop: ConfirmDrop | None = None,
 ) -> OrderReport:
     """Place an order: key, account, order at the CA, all state persisted."""
-    from certctl.policy import replacing as reuse
+    prepared = _prepare(ctx, request, confirm_drop)
+    with ctx.store.lock(prepared.name):
+        return _order_locked(ctx, prepared, confirm_tos)
+
+
+def obtain(
+    ctx: Context,
+    request: OrderRequest,
+    timeout: float,
+    confirm_tos: ConfirmTos | None = None,
+    confirm_drop: ConfirmDrop | None = None,
+) -> IssueReport:
+    """Order, verify and issue under one lock: no other command slips in between the steps."""
+    from certctl.ops.hooks import run_deploy_hook
+
+    prepared = _prepare(ctx, request, confirm_drop)
+    name = prepared.name
+    with ctx.store.lock(name):
+        _order_locked(ctx, prepared, confirm_tos)
+        fault_point("obtain-ordered")
+        _verify_locked(ctx, ctx.store.read(name), timeout)
+        fault_point("obtain-verified")
+        record = ctx.store.read(name)
+        report = issue_locked(ctx, record, timeout)
+        report.hook_error = run_deploy_hook(ctx, record)
+        return report
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An order request, checked: what `order` and `obtain` lock and place."""
+
+    request: OrderRequest  # with the stored method filled in when none was named
+    name: str
+    domains: list[str]
+    validation: Validation
+    server: str
+
+
+def _prepare(ctx: Context, request: OrderRequest, confirm_drop: ConfirmDrop | None) -> _Prepared:
+    """The order's name, domains, validation and CA, checked before anything is created."""
+    from certctl.policy import replacing
 
     domains = normalize_domains(request.domains)
     name = cert_name_for(request.name) if request.name else default_cert_name(domains[0])
@@ -185,7 +144,7 @@ def order(
     before = peek_record(ctx, name)
     request = with_method(request, before)
     validation = validation_for(request, domains)
-    reuse.check_dropped(before, domains, request.drop_names, confirm_drop)
+    replacing.check_dropped(before, domains, request.drop_names, confirm_drop)
     server = ctx.settings.server_url
     if request.profile:  # refuse an unknown profile before anything is created
         offered = ctx.acme(server).profiles()
@@ -195,28 +154,36 @@ def order(
                 f"the CA does not offer profile {request.profile!r} (it offers: {listed})"
             )
     ctx.store.ensure()
-    with ctx.store.lock(name):
-        existing = ctx.store.read(name) if ctx.store.has(name) else None
-        if existing is not None and existing.source == SOURCE_UPLOAD:
-            raise BadInput(
-                f"{name!r} holds an uploaded certificate: choose another --name for the ACME one"
-            )
-        record = existing or CertRecord(name=name, domains=domains, created=ctx.now())
-        warning = reuse.method_change(name, reuse.previous_validation(existing), validation)
-        if warning is not None:
-            ctx.reporter.warn(warning)
-        record.domains = domains
-        record.key_type = request.key_type
-        record.server = server
-        record.profile = request.profile
-        record.validation = validation
-        if request.deploy_hook is not None:
-            record.deploy_hook = request.deploy_hook or None
-        session = account_session(
-            ctx, server, email=request.email, agree_tos=request.agree_tos, confirm_tos=confirm_tos
+    return _Prepared(request, name, domains, validation, server)
+
+
+def _order_locked(ctx: Context, prepared: _Prepared, confirm_tos: ConfirmTos | None) -> OrderReport:
+    """Place the prepared order (its name's lock held)."""
+    from certctl.policy import replacing
+
+    request, name, domains = prepared.request, prepared.name, prepared.domains
+    validation, server = prepared.validation, prepared.server
+    existing = ctx.store.read(name) if ctx.store.has(name) else None
+    if existing is not None and existing.source == SOURCE_UPLOAD:
+        raise BadInput(
+            f"{name!r} holds an uploaded certificate: choose another --name for the ACME one"
         )
-        _place_order(ctx, session, record)
-        return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
+    record = existing or CertRecord(name=name, domains=domains, created=ctx.now())
+    warning = replacing.method_change(name, replacing.previous_validation(existing), validation)
+    if warning is not None:
+        ctx.reporter.warn(warning)
+    record.domains = domains
+    record.key_type = request.key_type
+    record.server = server
+    record.profile = request.profile
+    record.validation = validation
+    if request.deploy_hook is not None:
+        record.deploy_hook = request.deploy_hook or None
+    session = account_session(
+        ctx, server, email=request.email, agree_tos=request.agree_tos, confirm_tos=confirm_tos
+    )
+    _place_order(ctx, session, record)
+    return OrderReport(name, domains, validation, record.order, server)  # type: ignore[arg-type]
 
 
 def peek_record(ctx: Context, name: str) -> CertRecord | None:
@@ -229,14 +196,27 @@ def peek_record(ctx: Context, name: str) -> CertRecord | None:
 def _place_order(
     ctx: Context, session: AcmeSession, record: CertRecord, replaces: str | None = None
 ) -> None:
-    """Generate the key, place the order and persist both (key first)."""
-    ctx.store.write_pending_key(record.name, generate_key(record.key_type))
-    new = session.new_order(
-        record.domains, record.validation.challenge, profile=record.profile, replaces=replaces
-    )
+    """Generate the key, place the order, record it: the record names its order's key.
+
+    The new key is stored under its own id beside the earlier order's key, so until the
+    record naming the new order is written the earlier order stays whole (issuable); a
+    refused newOrder or a crash leaves at most an unused key, dropped here or next time.
+    """
+    key = generate_key(record.key_type)
+    key_id = key_id_of(key)
+    ctx.store.write_pending_key(record.name, key, key_id)  # 0600 before the CA sees the order
+    try:
+        new = session.new_order(
+            record.domains, record.validation.challenge, profile=record.profile, replaces=replaces
+        )
+    except BaseException:
+        ctx.store.drop_pending_key(record.name, key_id)  # no order uses it
+        raise
     new.created = ctx.now()
+    new.key_id = key_id
     record.order = new
     ctx.store.write(record)
+    ctx.store.drop_pending_key(record.name, keep=key_id)  # the replaced order's key
 
 
 # ---- verify -----------------------------------------------------------------
@@ -345,6 +325,16 @@ def _verify_locked(
     report = report or VerifyReport(record.name, record.domains, "valid")
     if not todo:
         return _mark_ready(ctx, record, report)
+    changed = session.refresh_validations(todo)  # derived from the current account key
+    if changed:
+        ctx.store.write(record)
+        who = "certctl publishes it" if record.validation.automatic else "publish it"
+        for challenge, _ in changed:
+            ctx.reporter.warn(
+                f"{record.name}: the value for {challenge.domain} changed (account key rollover"
+                f" since the order): {challenge.location} must now hold {challenge.validation}"
+                f" — {who}"
+            )
     solver = make_solver(record.validation, ctx.reporter, ctx.store)
     resolvers = ctx.settings.resolver_addresses()
     try:
@@ -473,15 +463,11 @@ def issue_locked(
 def _finalize_and_store(
     ctx: Context, record: CertRecord, timeout: float, reordered: bool
 ) -> IssueReport:
-    from cryptography import x509
-
-    from certctl.pki.certinfo import key_matches
-    from certctl.pki.keys import load_key
-    from certctl.pki.material import cert_info_pem
+    from certctl.pki.issued import check_issued
 
     order = record.order
     assert order is not None
-    key = ctx.store.read_pending_key(record.name)
+    key = ctx.store.read_pending_key(record.name, order.key_id)
     if key is None:
         raise OperationFailed(
             f"the key of {record.name!r}'s order is missing from the store: {_again(ctx, record)}"
@@ -497,13 +483,20 @@ def _finalize_and_store(
             )
             raise NotYet(f"{e}: run again later: {step(record.name)}") from e
     fault_point("finalize-after")
-    cert_pem, chain_pem = split_chain(fullchain)
-    info = cert_info_pem(cert_pem)
-    if not key_matches(x509.load_pem_x509_certificate(cert_pem), load_key(key, "the order key")):
-        raise AcmeError("the CA returned a certificate for another key; nothing was stored")
-    missing = set(record.domains) - set(info.names)
-    if missing:
-        raise AcmeError(f"the certificate lacks {', '.join(sorted(missing))}; nothing was stored")
+    try:  # checked before anything is stored: a bad certificate never goes live
+        issued = check_issued(fullchain, key, record.domains, ctx.now())
+    except AcmeError as refused:
+        order.status = "invalid"  # its certificate is unusable: the next issue orders afresh
+        order.error = str(refused)
+        ctx.store.write(record)
+        kept = "the live certificate is unchanged" if record.current else "nothing was stored"
+        again = (
+            f"{hints.issue(record.name)} --force orders afresh"
+            if record.validation.automatic
+            else _again(ctx, record)
+        )
+        raise AcmeError(f"{refused}; refused it for {record.name!r}: {kept}; {again}") from refused
+    cert_pem, chain_pem, info = issued.cert_pem, issued.chain_pem, issued.info
     facts = facts_of(info)
     # a crash after storing the version but before the live switch left it complete:
     # use it instead of storing the same certificate twice
@@ -543,15 +536,3 @@ def facts_of(info: CertInfo) -> Current:
         fingerprint=info.fingerprint_sha256,
         names=list(info.names),
     )
-
-
-def split_chain(fullchain: str) -> tuple[bytes, bytes]:
-    """Split a PEM chain into the leaf and the rest."""
-    marker = "-----END CERTIFICATE-----"
-    end = fullchain.find(marker)
-    if end < 0:
-        raise AcmeError("the CA returned no certificate")
-    end += len(marker)
-    leaf = fullchain[:end].strip() + "\n"
-    rest = fullchain[end:].strip()
-    return leaf.encode(), (rest + "\n").encode() if rest else b""

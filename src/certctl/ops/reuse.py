@@ -12,10 +12,11 @@ from certctl.context import Context
 from certctl.errors import BadInput
 from certctl.models import AUTOMATIC_METHODS, SOURCE_UPLOAD, CertRecord
 from certctl.ops import obtain as steps
-from certctl.ops.obtain import IssueReport, OrderRequest
+from certctl.ops.obtain import IssueReport
+from certctl.ops.request import OrderRequest, validation_for, with_method
 from certctl.ops.session import ConfirmTos
 from certctl.policy.contact import check_email
-from certctl.policy.names import check_cert_name, default_cert_name, normalize_domains
+from certctl.policy.names import cert_name_for, default_cert_name, normalize_domains
 from certctl.policy.replacing import ConfirmDrop, keep_reason, method_change
 
 
@@ -49,9 +50,7 @@ def obtain(
     kept = _keep_instead(ctx, request, force)
     if kept is not None:
         return kept
-    ordered = steps.order(ctx, request, confirm_tos, confirm_drop)
-    steps.verify(ctx, ordered.name, timeout)
-    return issue(ctx, ordered.name, timeout, force=True)
+    return steps.obtain(ctx, request, timeout, confirm_tos, confirm_drop)
 
 
 def _resumable(ctx: Context, record: CertRecord) -> bool:
@@ -86,11 +85,11 @@ def _keep_instead(ctx: Context, request: OrderRequest, force: bool) -> IssueRepo
     A changed validation method or deploy hook is stored for the next renewal.
     """
     domains = normalize_domains(request.domains)
-    name = check_cert_name(request.name) if request.name else default_cert_name(domains[0])
+    name = cert_name_for(request.name) if request.name else default_cert_name(domains[0])
     if request.email:
         check_email(request.email)
     before = steps.peek_record(ctx, name)
-    if steps.with_method(request, before).method not in AUTOMATIC_METHODS:
+    if with_method(request, before).method not in AUTOMATIC_METHODS:
         raise BadInput(
             "obtain needs automatic validation: add --standalone, --webroot DIR or"
             " --challenge dns --dns-provider rfc2136|hook"
@@ -104,7 +103,7 @@ def _keep_instead(ctx: Context, request: OrderRequest, force: bool) -> IssueRepo
         kept = _kept(ctx, record, domains)
         if kept is None:
             return None
-        validation = steps.validation_for(steps.with_method(request, record), domains)
+        validation = validation_for(with_method(request, record), domains)
         hook = record.deploy_hook if request.deploy_hook is None else request.deploy_hook or None
         if (validation, hook) != (record.validation, record.deploy_hook):
             warning = method_change(name, record.validation, validation)

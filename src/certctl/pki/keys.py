@@ -43,6 +43,19 @@ def load_key(key_pem: bytes, what: str) -> PrivateKeyTypes:
         raise StoreError(f"{what} is damaged or unreadable; it cannot be used") from e
 
 
+def key_id_of(key_pem: bytes) -> str:
+    """A short public name for a key (SHA-256 of its public key), safe in file names."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    public = load_key(key_pem, "the new key").public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()[:32]
+
+
 def make_csr(key_pem: bytes, domains: list[str]) -> bytes:
     """A CSR (PEM) for `domains` signed by the key; the first domain is the CN."""
     from cryptography import x509

@@ -28,7 +28,7 @@ _CHALLENGE_OF = {"standalone": "http", "webroot": "http", "rfc2136": "dns", "hoo
 
 @dataclass(frozen=True)
 class MethodChoice:
-    """The validation a new order uses, before _validation_for checks it."""
+    """The validation a new order uses, before ops.request.validation_for checks it."""
 
     challenge: str
     method: str

@@ -5,7 +5,7 @@ Layout (README "Store layout")::
     <root>/certctl-store.toml          format marker
     <root>/accounts/<ca-id>/account.toml, account.key
     <root>/certs/<name>/meta.toml      the CertRecord
-    <root>/certs/<name>/pending.key    key of the order in progress
+    <root>/certs/<name>/pending-<id>.key  key of the order in progress (the order names <id>)
     <root>/certs/<name>/versions/<n>/{cert,chain,fullchain,privkey}.pem
     <root>/certs/<name>/live -> versions/<n>   (one symlink: switched atomically)
     <root>/locks/<name>.lock           per-certificate flock

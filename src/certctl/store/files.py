@@ -25,18 +25,22 @@ def fault_point(name: str) -> None:
     """Test-only crash hook: SIGKILL this process at a named write step.
 
     CERTCTL_TEST_FAULT=<point> kills at the first time the point is reached,
-    <point>#<n> at the n-th. Used by the fault-injection suite (tests/test_crash_safety.py)
-    to prove crash safety; never set it in production.
+    <point>#<n> at the n-th; pause:<point> stops the process there (SIGSTOP) until
+    the test sends SIGCONT. Used by the fault-injection suite (tests/test_crash_safety.py)
+    to prove crash safety and locking; never set it in production.
     """
     wanted = os.environ.get("CERTCTL_TEST_FAULT")
     if not wanted:
         return
-    point, _, nth = wanted.partition("#")
+    pause = wanted.startswith("pause:")
+    point, _, nth = wanted.removeprefix("pause:").partition("#")
     if point != name:
         return
     _fault_hits[name] = _fault_hits.get(name, 0) + 1
     if _fault_hits[name] == (int(nth) if nth.isdigit() else 1):
-        os.kill(os.getpid(), 9)
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSTOP if pause else signal.SIGKILL)
 
 
 def fsync_dir(path: Path) -> None:

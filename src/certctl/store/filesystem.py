@@ -26,6 +26,7 @@ from certctl.store.files import (
 from certctl.store.origin import origin_of, previous_record, read_toml, settle_on
 
 _VERSION_DIR = re.compile(r"[0-9]{1,9}")
+_KEY_ID = re.compile(r"[0-9a-f]{16,64}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ class Store(StoreAccounts):
         info = read_toml(directory / "info.toml")
         if info is None or not settle_on(record, live, info):
             return record  # an older version without info.toml: keep what meta.toml says
-        pending = self.read_pending_key(record.name)
+        key_id = record.order.key_id if record.order is not None else None
+        pending = self.read_pending_key(record.name, key_id)
         if pending is not None and pending == (directory / "privkey.pem").read_bytes():
             record.order = None  # the order's certificate is the live one: it is done
         return record
@@ -159,27 +161,62 @@ class Store(StoreAccounts):
             raise write_failed(f"write metadata of {record.name!r}", e) from e
         fault_point("meta-after")
 
-    def write_pending_key(self, name: str, key_pem: bytes) -> None:
-        """Store the private key of the order in progress (0600)."""
+    def _pending_key_path(self, name: str, key_id: str | None) -> Path:
+        """pending-<id>.key for an order that names its key; pending.key for older orders."""
+        if key_id is None:
+            return self._cert_dir(name) / "pending.key"
+        if not _KEY_ID.fullmatch(key_id):
+            raise StoreError(f"the order of {name!r} names a malformed key id; order again")
+        return self._cert_dir(name) / f"pending-{key_id}.key"
+
+    def write_pending_key(self, name: str, key_pem: bytes, key_id: str | None = None) -> None:
+        """Store the private key of an order (0600), beside any earlier order's key."""
         directory = self._cert_dir(name)
         self._mkdir(directory)
         try:
-            atomic_write(directory / "pending.key", key_pem, KEY_MODE)
+            atomic_write(self._pending_key_path(name, key_id), key_pem, KEY_MODE)
         except OSError as e:
             raise write_failed(f"write the new key of {name!r}", e) from e
         fault_point("pending-key-after")
 
-    def read_pending_key(self, name: str) -> bytes | None:
-        """The pending order's key, or None."""
+    def read_pending_key(self, name: str, key_id: str | None = None) -> bytes | None:
+        """The key of the order that names `key_id` (None: an older order's), or None."""
         try:
-            return self._read_private(self._cert_dir(name) / "pending.key")
+            return self._read_private(self._pending_key_path(name, key_id))
         except FileNotFoundError:
             return None
 
-    def drop_pending_key(self, name: str) -> None:
-        """Delete the pending key once it is safely stored in a version."""
-        with contextlib.suppress(FileNotFoundError):
-            (self._cert_dir(name) / "pending.key").unlink()
+    def pending_key_ids(self, name: str) -> list[str | None]:
+        """Ids of the pending keys present (None for an older order's pending.key)."""
+        try:
+            entries = os.listdir(self._cert_dir(name))
+        except FileNotFoundError:
+            return []
+        found: list[str | None] = [None] if "pending.key" in entries else []
+        for entry in sorted(entries):
+            key_id = entry.removeprefix("pending-").removesuffix(".key")
+            if (
+                entry.startswith("pending-")
+                and entry.endswith(".key")
+                and _KEY_ID.fullmatch(key_id)
+            ):
+                found.append(key_id)
+        return found
+
+    def drop_pending_key(
+        self, name: str, key_id: str | None = None, *, keep: str | None = None
+    ) -> None:
+        """Delete pending keys no order needs: the one named `key_id`, else all but `keep`.
+
+        Called once the key is stored in a version, or the order naming it is
+        recorded as replaced (or was never placed).
+        """
+        wanted = [key_id] if key_id is not None else self.pending_key_ids(name)
+        for found in wanted:
+            if found is not None and found == keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                self._pending_key_path(name, found).unlink()
 
     def versions(self, name: str) -> list[int]:
         """Complete version numbers of a certificate, ascending."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certctl.errors import CertctlError
+from certctl.policy import hints
 
 if TYPE_CHECKING:
     from certctl.store import Store
@@ -114,17 +115,33 @@ def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None
         findings.append(
             Finding("error", name, str(directory / "live"), f"live points at missing {live}")
         )
-    pending = directory / "pending.key"
-    if pending.exists():
+    wanted = record.order.key_id if record.order is not None else None
+    for key_id in store.pending_key_ids(name):
+        pending = directory / ("pending.key" if key_id is None else f"pending-{key_id}.key")
         _mode(findings, name, pending, 0o600)
-        if record.order is None:
+        if record.order is None or key_id != wanted:
             findings.append(
                 Finding(
                     "warning",
                     name,
                     str(pending),
-                    "pending key without an order (an interrupted order): the next order"
-                    " replaces it",
+                    "pending key of no recorded order (an interrupted order): the next order"
+                    " removes it",
+                )
+            )
+    if record.order is not None and record.order.status != "invalid":
+        try:
+            missing = store.read_pending_key(name, wanted) is None
+        except CertctlError:
+            missing = True  # a malformed key id names no key
+        if missing:
+            findings.append(
+                Finding(
+                    "error",
+                    name,
+                    str(directory),
+                    "the pending order's key is missing: place the order again:"
+                    f" {hints.order_again(record)}",
                 )
             )
 

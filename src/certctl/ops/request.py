@@ -1,0 +1,92 @@
+"""The order request: what `order`/`obtain` were asked, settled against the stored record
+and checked before anything is created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from certctl.errors import BadInput
+from certctl.models import CertRecord, Validation
+from certctl.pki.keys import KEY_TYPES
+
+__all__ = ["OrderRequest", "validation_for", "with_method"]
+
+
+@dataclass
+class OrderRequest:
+    """What `certctl order` was asked to do."""
+
+    domains: list[str]
+    name: str | None = None
+    challenge: str | None = None  # None: the certificate's current one, else http
+    method: str | None = None  # standalone | webroot | manual | rfc2136 | hook; None: keep
+    webroot: str | None = None
+    http_port: int | None = None
+    key_type: str = "ec256"
+    profile: str | None = None
+    email: str | None = None
+    agree_tos: bool = False
+    deploy_hook: str | None = None
+    # DNS provider settings (solvers.dns.OPTIONS keys); secrets only by file path or env name
+    dns_settings: dict[str, Any] = field(default_factory=dict)
+    drop_names: bool = False  # allow leaving out names of the live certificate
+
+
+def with_method(request: OrderRequest, existing: CertRecord | None) -> OrderRequest:
+    """The request with its validation method settled: the one named, else the stored one."""
+    from dataclasses import replace
+
+    from certctl.policy.replacing import previous_validation, settle
+
+    old = previous_validation(existing)
+    chosen = settle(
+        request.challenge,
+        request.method,
+        request.webroot,
+        request.http_port,
+        request.dns_settings,
+        old,
+    )
+    return replace(request, **vars(chosen))
+
+
+def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
+    assert request.method is not None
+    if request.challenge not in ("http", "dns"):
+        raise BadInput(f"unknown challenge {request.challenge!r}: use http or dns")
+    if request.key_type not in KEY_TYPES:
+        raise BadInput(
+            f"unknown key type {request.key_type!r}: choose one of {', '.join(KEY_TYPES)}"
+        )
+    if request.challenge == "http":
+        wildcards = [d for d in domains if d.startswith("*.")]
+        if wildcards:
+            raise BadInput(
+                f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
+            )
+    elif request.method in ("standalone", "webroot"):
+        raise BadInput(
+            f"--{request.method} is for HTTP validation; drop it or use --challenge http"
+        )
+    if request.method in ("rfc2136", "hook") and request.challenge != "dns":
+        raise BadInput(f"--dns-provider {request.method} needs --challenge dns")
+    from certctl.challenges.dns.settings import settings_for
+
+    settings = settings_for(request.method, request.dns_settings)
+    if request.method == "webroot":
+        if not request.webroot:
+            raise BadInput("--webroot needs a directory")
+        from pathlib import Path
+
+        if not Path(request.webroot).is_dir():
+            raise BadInput(f"webroot {request.webroot} is not a directory: check --webroot")
+    if request.http_port is not None and not 0 < request.http_port < 65536:
+        raise BadInput(f"invalid --http-port {request.http_port}: expected 1-65535")
+    return Validation(
+        challenge=request.challenge,  # type: ignore[arg-type]
+        method=request.method,
+        webroot=str(Path(request.webroot).resolve()) if request.webroot else None,
+        http_port=request.http_port if request.method == "standalone" else None,
+        settings=settings,
+    )
