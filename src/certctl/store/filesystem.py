@@ -20,11 +20,14 @@ from certctl.store.files import (
     atomic_write,
     fault_point,
     fsync_dir,
+    removed_name,
+    temp_name,
     to_toml,
     write_failed,
 )
 
-_VERSION_DIR = re.compile(r"[0-9]{1,9}")
+_VERSION_DIR = re.compile(r"[1-9][0-9]{0,8}")
+_LIVE_TARGET = re.compile(r"versions/([1-9][0-9]{0,8})")  # exactly what switch_live writes
 
 
 @dataclass(frozen=True)
@@ -185,13 +188,28 @@ class Store(StoreAccounts):
         return sorted(int(e) for e in entries if _VERSION_DIR.fullmatch(e))
 
     def live_version(self, name: str) -> int | None:
-        """The version the live paths point at, or None."""
+        """The version the live paths point at, or None; StoreError when `live` is damaged.
+
+        Only `live -> versions/<n>` (relative, inside the certificate) is a live version:
+        anything else was not written by certctl, and guessing could serve a stranger's key.
+        """
+        live = self._cert_dir(name) / "live"
         try:
-            target = os.readlink(self._cert_dir(name) / "live")
-        except (FileNotFoundError, OSError):
+            target = os.readlink(live)
+        except FileNotFoundError:
             return None
-        tail = Path(target).name
-        return int(tail) if _VERSION_DIR.fullmatch(tail) else None
+        except OSError:
+            raise StoreError(
+                f"{live} is not a symlink: damaged; move it away and point live at a stored"
+                " version (see README 'Store layout')"
+            ) from None
+        match = _LIVE_TARGET.fullmatch(target)
+        if match is None:
+            raise StoreError(
+                f"{live} points at {target!r}, not at versions/<n> of {name!r}: damaged;"
+                " point it at a stored version (see README 'Store layout')"
+            )
+        return int(match.group(1))
 
     def add_version(
         self, name: str, *, cert: bytes, chain: bytes, key: bytes, facts: Current | None = None
@@ -205,7 +223,7 @@ class Store(StoreAccounts):
         self._mkdir(self._cert_dir(name))
         self._mkdir(versions_dir)
         number = max(self.versions(name), default=0) + 1
-        tmp = versions_dir / f".tmp-{number}-{os.urandom(4).hex()}"
+        tmp = versions_dir / temp_name(str(number))
         try:
             self._mkdir(tmp)
             files = {
@@ -265,7 +283,7 @@ class Store(StoreAccounts):
         directory = self._cert_dir(name)
         if not (directory / "versions" / str(version) / "privkey.pem").is_file():
             raise StoreError(f"version {version} of {name!r} is missing; not switching live")
-        tmp = directory / f".live.tmp-{os.urandom(4).hex()}"
+        tmp = directory / temp_name("live")
         fault_point("live-before")
         try:
             os.symlink(f"versions/{version}", tmp)
@@ -298,7 +316,7 @@ class Store(StoreAccounts):
         directory = self._cert_dir(name)
         if not directory.exists():
             raise NotFound(f"no certificate named {name!r} in {self.root}: see 'certctl list'")
-        trash = directory.with_name(f".removed-{name}-{os.urandom(4).hex()}")
+        trash = directory.with_name(removed_name(name))
         os.rename(directory, trash)
         fsync_dir(directory.parent)
         import shutil

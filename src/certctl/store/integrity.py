@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certctl.errors import CertctlError
+from certctl.errors import CertctlError, StoreError
+from certctl.store.files import leftover_target
 
 if TYPE_CHECKING:
     from certctl.store import Store
@@ -63,7 +64,9 @@ def check_store(store: Store) -> list[Finding]:
                 )
             )
         _leftovers(findings, "", account)
+    _leftovers(findings, "", root)
     _leftovers(findings, "", root / "certs")
+    _index(findings, root / "index.json")
     for name in store.names():
         _check_certificate(store, name, findings)
     findings.sort(key=lambda f: (f.severity != "error", f.name, f.path))
@@ -73,6 +76,8 @@ def check_store(store: Store) -> list[Finding]:
 def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None:
     directory = store.root / "certs" / name
     _leftovers(findings, name, directory)
+    if not _live_link(store, name, findings):
+        return
     try:
         record = store.read(name)
     except CertctlError as e:
@@ -116,6 +121,35 @@ def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None
                     " replaces it",
                 )
             )
+
+
+def _live_link(store: Store, name: str, findings: list[Finding]) -> bool:
+    """`live` must be absent or exactly versions/<n>; False (and an error) when it is not."""
+    try:
+        store.live_version(name)
+    except StoreError as e:
+        path = store.root / "certs" / name / "live"
+        findings.append(Finding("error", name, str(path), str(e)))
+        return False
+    return True
+
+
+def _index(findings: list[Finding], path: Path) -> None:
+    """The list cache must be a regular file (or absent) for certctl to refresh it."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        findings.append(
+            Finding(
+                "warning",
+                "",
+                str(path),
+                "the list cache is not a regular file, so certctl cannot refresh it and"
+                " reads every record instead; remove it",
+            )
+        )
 
 
 def _check_version(findings: list[Finding], name: str, directory: Path) -> None:
@@ -191,7 +225,7 @@ def _leftovers(findings: list[Finding], name: str, directory: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:
-        if ".tmp-" in entry or entry.startswith(".removed-"):
+        if leftover_target(entry) is not None:
             findings.append(
                 Finding(
                     "warning",
