@@ -99,7 +99,7 @@ def cached_records(store: RecordSource) -> list[tuple[str, CertRecord | CertctlE
     return result
 
 
-def checksum(body: bytes) -> int:
+def checksum(body: bytes | memoryview) -> int:
     """The header's checksum of the body: catches hand edits and torn or stray bytes."""
     import zlib  # 0.5 ms, only when there is an index to check or write
 
@@ -121,23 +121,29 @@ def _read_index(root: Path) -> dict[str, dict[str, Any]]:
     except OSError:
         return {}
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return {}
-        chunks = []
+        data = os.read(fd, info.st_size + 1)  # one buffer: the cache can be megabytes
         while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
+            data += chunk
     except OSError:
         return {}
     finally:
         os.close(fd)
-    header, _, body = b"".join(chunks).partition(b"\n")
     try:
-        fields = json.loads(header)
+        text = data.decode("utf-8")  # as json.loads would, once for header and body
+        fields, end = json.JSONDecoder().raw_decode(text)  # the header line
         if not isinstance(fields, dict) or fields.get("format") != INDEX_FORMAT:
             return {}
-        if type(fields.get("crc32")) is not int or fields["crc32"] != checksum(body):
+        if not text[:end].isascii() or text[end : end + 1] != "\n":
+            return {}  # (an ASCII header: its length in characters is its length in bytes)
+        if fields.get("crc32") != checksum(memoryview(data)[end + 1 :]):
             return {}
-        entries = json.loads(body, object_hook=json_decode)
+        del data  # only the text is needed now: the peak stays one copy plus the entries
+        entries, stop = json.JSONDecoder(object_hook=json_decode).raw_decode(text, end + 1)
+        if stop != len(text):
+            return {}
     except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
         return {}
     if not isinstance(entries, dict) or not all(map(_well_formed, entries.values())):
