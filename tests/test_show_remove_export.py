@@ -83,6 +83,11 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
 
+def served_mode(path: Path) -> int:
+    """The mode of the file an exported name leads to (the names are symlinks into a set)."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def names_in_list(certctl: Certctl) -> list[str]:
     return [c["name"] for c in certctl.json("list")["certificates"]]
 
@@ -262,8 +267,12 @@ def test_export_live_files_under_umask_000(reissued: tuple[Certctl, str], tmp_pa
     live = live_dir(certctl, name)
     for filename in LIVE_FILES:
         assert (target / filename).read_bytes() == (live / filename).read_bytes()
-        assert mode_of(target / filename) == (0o600 if filename == "privkey.pem" else 0o644)
-    assert sorted(os.listdir(target)) == sorted(LIVE_FILES)  # no temp files left
+        assert served_mode(target / filename) == (0o600 if filename == "privkey.pem" else 0o644)
+        assert os.readlink(target / filename) == f".live/{filename}"
+    assert os.readlink(target / ".live") == ".versions/1"
+    assert sorted(os.listdir(target)) == sorted([*LIVE_FILES, ".live", ".versions"])
+    assert sorted(os.listdir(target / ".versions")) == [".lock", "1"]  # no temp files left
+    assert mode_of(target / ".versions" / "1") == 0o755
 
 
 @pytest.mark.pebble
@@ -281,9 +290,9 @@ def test_export_replaces_a_planted_symlink(reissued: tuple[Certctl, str], tmp_pa
     assert victim.read_text() == "do not touch\n" and mode_of(victim) == 0o644
     assert not (tmp_path / "dangling").exists()
     for filename in ("privkey.pem", "cert.pem"):
-        assert not (target / filename).is_symlink()
+        assert os.readlink(target / filename) == f".live/{filename}"  # ours, not the planted one
         assert (target / filename).read_bytes() == (live_dir(certctl, name) / filename).read_bytes()
-    assert mode_of(target / "privkey.pem") == 0o600
+    assert served_mode(target / "privkey.pem") == 0o600
 
 
 @pytest.mark.pebble
@@ -598,8 +607,8 @@ def test_export_offline_modes_bytes_and_key_mode(
     assert (target / "cert.pem").read_bytes() == leaf.cert_pem()
     assert (target / "chain.pem").read_bytes() == leaf.chain_pem()
     assert (target / "privkey.pem").read_bytes() == leaf.key_pem()
-    assert mode_of(target / "privkey.pem") == 0o640
-    assert mode_of(target / "cert.pem") == 0o644
+    assert served_mode(target / "privkey.pem") == 0o640
+    assert served_mode(target / "cert.pem") == 0o644
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
@@ -616,7 +625,7 @@ def test_export_owner_as_root(offline: Certctl, uploaded: str, tmp_path: Path) -
     for filename in LIVE_FILES:
         info = (target / filename).stat()
         assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
-    assert mode_of(target / "privkey.pem") == 0o600
+    assert served_mode(target / "privkey.pem") == 0o600
 
 
 @pytest.mark.parametrize(

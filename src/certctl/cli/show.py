@@ -95,7 +95,7 @@ def remove_command(ctx: click.Context, name: str, yes: bool, json_output: bool) 
     "directory",
     required=True,
     type=click.Path(file_okay=False),
-    help="Directory to write cert.pem, chain.pem, fullchain.pem and privkey.pem into.",
+    help="Directory to publish cert.pem, chain.pem, fullchain.pem and privkey.pem in.",
 )
 @click.option(
     "--owner", metavar="USER[:GROUP]", help="Give the files to USER (and GROUP); needs root."
@@ -117,11 +117,14 @@ def export_command(
     key_mode: str,
     json_output: bool,
 ) -> None:
-    """Copy the live files into a directory, each atomically, with the right modes.
+    """Publish the live files in a directory, switched in all at once, with the right modes.
 
-    For servers that cannot read the store. Certificates are written 0644, the
-    key 0600 (--key-mode); a symlink at a target name is replaced, never followed.
-    Works as a deploy hook, so every renewal refreshes the copy.
+    For servers that cannot read the store. DIR/cert.pem, chain.pem, fullchain.pem
+    and privkey.pem lead (by symlink) to one complete set in DIR/.versions, and a
+    single rename switches them all: a server never sees a certificate beside
+    another's key. Certificates are 0644, the key 0600 (--key-mode); a symlink
+    planted at a name is replaced, never followed. Works as a deploy hook, so every
+    renewal refreshes the copy.
 
     \b
     Examples:

@@ -5,7 +5,6 @@ Services print nothing; they return plain report objects that the CLI renders.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from certctl.errors import (
 from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
 from certctl.policy import hints, timing
 from certctl.policy.names import check_cert_name, unicode_domain
-from certctl.store.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
     from certctl.pki.certinfo import CertInfo
@@ -509,11 +507,15 @@ def export(
     owner: str | None = None,
     key_mode: int = KEY_MODE,
 ) -> ExportReport:
-    """Copy the live files into `directory`, each file atomically (temp + rename).
+    """Publish the live files in `directory` as one set that is switched in at once.
 
-    No lock: the live files are read from one immutable version, and a deploy hook
+    DIR/<file> are symlinks into DIR/.live, which one rename points at a complete new
+    set (store/fileset.py), so a server never sees a certificate beside another's key.
+    No store lock: the files are read from one immutable version, and a deploy hook
     that runs `certctl export` does so while `issue` or `renew-due` holds the lock.
     """
+    from certctl.store.fileset import publish
+
     ctx.store.read(name)  # NotFound before anything is written
     target = Path(directory)
     if not target.is_dir():
@@ -523,25 +525,15 @@ def export(
         raise BadInput(f"{directory} is inside the store: export to a directory of your own")
     uid, gid = _owner_ids(owner) if owner else (-1, -1)
     version = ctx.store.live_version(name)
-    live = ctx.store.read_live(name)
-    if live is None or version is None:
+    if version is None:
         raise BadInput(
             f"{name!r} has no certificate yet (see: {hints.show(name)}): nothing to export"
         )
-    modes = {f: key_mode if f == "privkey.pem" else CERT_MODE for f in EXPORT_FILES}
-    temps: dict[str, Path] = {}
+    live = ctx.store.read_version(name, version)
+    files = {f: (live[f], key_mode if f == "privkey.pem" else CERT_MODE) for f in EXPORT_FILES}
     try:
-        for filename in EXPORT_FILES:  # all written first, then renamed in a quick row
-            temps[filename] = write_temp(
-                target, filename, live[filename], modes[filename], (uid, gid)
-            )
-        for filename, tmp in temps.items():
-            os.replace(tmp, target / filename)  # replaces a symlink there; never follows it
-        fsync_dir(target)
+        publish(target, files, (uid, gid))
     except OSError as e:
-        for tmp in temps.values():
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OperationFailed(f"export {name!r} to {directory}: disk full") from e
         where = e.filename or directory

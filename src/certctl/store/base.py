@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from certctl.errors import BadInput, StoreError
+from certctl.policy.names import check_cert_name
 from certctl.store.files import (
     DIR_MODE,
     FORMAT,
@@ -185,3 +186,7 @@ class StoreRoot:
             os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
         except OSError as e:
             raise write_failed(f"create {path}", e) from e
+
+    def _cert_dir(self, name: str) -> Path:
+        """certs/<name>, for a valid certificate name only."""
+        return self.root / "certs" / check_cert_name(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,38 @@ META_MODE = 0o600
 LIVE_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
 _fault_hits: dict[str, int] = {}
+
+# Names of temp files and directories, and of a certificate being removed. They start
+# with "." and no certificate name can (names start with a letter or digit), and they
+# are matched exactly, so `doctor` never takes a real certificate for a leftover.
+_TARGET = r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}"
+_HEX = r"[0-9a-f]{8}"
+_TEMP = re.compile(rf"\.tmp-{_HEX}-({_TARGET})")
+_REMOVED = re.compile(rf"\.removed-{_HEX}-({_TARGET})")
+_LEGACY = (  # the same, as earlier versions named them
+    re.compile(rf"\.({_TARGET})\.tmp-{_HEX}"),
+    re.compile(rf"\.tmp-([0-9]{{1,9}})-{_HEX}"),
+    re.compile(rf"\.removed-({_TARGET})-{_HEX}"),
+)
+
+
+def temp_name(target: str) -> str:
+    """A fresh temp name for something that will be renamed to `target`."""
+    return f".tmp-{os.urandom(4).hex()}-{target}"
+
+
+def removed_name(name: str) -> str:
+    """The name a certificate directory is renamed to before it is deleted."""
+    return f".removed-{os.urandom(4).hex()}-{name}"
+
+
+def leftover_target(entry: str) -> str | None:
+    """What a temp or being-removed entry was for, or None when `entry` is not one."""
+    for pattern in (_TEMP, _REMOVED, *_LEGACY):
+        match = pattern.fullmatch(entry)
+        if match:
+            return match.group(1)
+    return None
 
 
 def fault_point(name: str) -> None:
@@ -58,8 +91,14 @@ def write_temp(
 
     Never follows a symlink; the caller renames it into place (or unlinks it).
     """
-    tmp = directory / f".{name}.tmp-{os.urandom(4).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
+    tmp = directory / temp_name(name)
+    write_new(tmp, data, mode, owner)
+    return tmp
+
+
+def write_new(path: Path, data: bytes, mode: int, owner: tuple[int, int] = (-1, -1)) -> None:
+    """Create `path` (never an existing file, never through a symlink), write it, fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
     try:
         if owner != (-1, -1):
             os.fchown(fd, *owner)
@@ -71,10 +110,9 @@ def write_temp(
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(path)
         raise
     os.close(fd)
-    return tmp
 
 
 def atomic_write(path: Path, data: bytes, mode: int) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from certctl.errors import BadInput, CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current, RecordError
 from certctl.policy.names import check_cert_name
-from certctl.store.accounts import StoreAccounts
 from certctl.store.files import (
     CERT_MODE,
     KEY_MODE,
@@ -20,13 +19,16 @@ from certctl.store.files import (
     atomic_write,
     fault_point,
     fsync_dir,
+    removed_name,
+    temp_name,
     to_toml,
     write_failed,
 )
 from certctl.store.origin import origin_of, previous_record, read_toml, settle_on
+from certctl.store.pending import StorePendingKeys
 
-_VERSION_DIR = re.compile(r"[0-9]{1,9}")
-_KEY_ID = re.compile(r"[0-9a-f]{16,64}")
+_VERSION_DIR = re.compile(r"[1-9][0-9]{0,8}")
+_LIVE_TARGET = re.compile(r"versions/([1-9][0-9]{0,8})")  # exactly what switch_live writes
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,10 @@ class LivePaths:
         }
 
 
-class Store(StoreAccounts):
+class Store(StorePendingKeys):
     """A certctl store rooted at one directory: certificates, their versions and live files."""
 
     # ---- certificates -----------------------------------------------------
-
-    def _cert_dir(self, name: str) -> Path:
-        return self.root / "certs" / check_cert_name(name)
 
     def names(self) -> list[str]:
         """Names of all certificates in the store, sorted."""
@@ -161,63 +160,6 @@ class Store(StoreAccounts):
             raise write_failed(f"write metadata of {record.name!r}", e) from e
         fault_point("meta-after")
 
-    def _pending_key_path(self, name: str, key_id: str | None) -> Path:
-        """pending-<id>.key for an order that names its key; pending.key for older orders."""
-        if key_id is None:
-            return self._cert_dir(name) / "pending.key"
-        if not _KEY_ID.fullmatch(key_id):
-            raise StoreError(f"the order of {name!r} names a malformed key id; order again")
-        return self._cert_dir(name) / f"pending-{key_id}.key"
-
-    def write_pending_key(self, name: str, key_pem: bytes, key_id: str | None = None) -> None:
-        """Store the private key of an order (0600), beside any earlier order's key."""
-        directory = self._cert_dir(name)
-        self._mkdir(directory)
-        try:
-            atomic_write(self._pending_key_path(name, key_id), key_pem, KEY_MODE)
-        except OSError as e:
-            raise write_failed(f"write the new key of {name!r}", e) from e
-        fault_point("pending-key-after")
-
-    def read_pending_key(self, name: str, key_id: str | None = None) -> bytes | None:
-        """The key of the order that names `key_id` (None: an older order's), or None."""
-        try:
-            return self._read_private(self._pending_key_path(name, key_id))
-        except FileNotFoundError:
-            return None
-
-    def pending_key_ids(self, name: str) -> list[str | None]:
-        """Ids of the pending keys present (None for an older order's pending.key)."""
-        try:
-            entries = os.listdir(self._cert_dir(name))
-        except FileNotFoundError:
-            return []
-        found: list[str | None] = [None] if "pending.key" in entries else []
-        for entry in sorted(entries):
-            key_id = entry.removeprefix("pending-").removesuffix(".key")
-            if (
-                entry.startswith("pending-")
-                and entry.endswith(".key")
-                and _KEY_ID.fullmatch(key_id)
-            ):
-                found.append(key_id)
-        return found
-
-    def drop_pending_key(
-        self, name: str, key_id: str | None = None, *, keep: str | None = None
-    ) -> None:
-        """Delete pending keys no order needs: the one named `key_id`, else all but `keep`.
-
-        Called once the key is stored in a version, or the order naming it is
-        recorded as replaced (or was never placed).
-        """
-        wanted = [key_id] if key_id is not None else self.pending_key_ids(name)
-        for found in wanted:
-            if found is not None and found == keep:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                self._pending_key_path(name, found).unlink()
-
     def versions(self, name: str) -> list[int]:
         """Complete version numbers of a certificate, ascending."""
         try:
@@ -227,13 +169,28 @@ class Store(StoreAccounts):
         return sorted(int(e) for e in entries if _VERSION_DIR.fullmatch(e))
 
     def live_version(self, name: str) -> int | None:
-        """The version the live paths point at, or None."""
+        """The version the live paths point at, or None; StoreError when `live` is damaged.
+
+        Only `live -> versions/<n>` (relative, inside the certificate) is a live version:
+        anything else was not written by certctl, and guessing could serve a stranger's key.
+        """
+        live = self._cert_dir(name) / "live"
         try:
-            target = os.readlink(self._cert_dir(name) / "live")
-        except (FileNotFoundError, OSError):
+            target = os.readlink(live)
+        except FileNotFoundError:
             return None
-        tail = Path(target).name
-        return int(tail) if _VERSION_DIR.fullmatch(tail) else None
+        except OSError:
+            raise StoreError(
+                f"{live} is not a symlink: damaged; move it away and point live at a stored"
+                " version (see README 'Store layout')"
+            ) from None
+        match = _LIVE_TARGET.fullmatch(target)
+        if match is None:
+            raise StoreError(
+                f"{live} points at {target!r}, not at versions/<n> of {name!r}: damaged;"
+                " point it at a stored version (see README 'Store layout')"
+            )
+        return int(match.group(1))
 
     def add_version(
         self,
@@ -258,7 +215,7 @@ class Store(StoreAccounts):
         self._mkdir(self._cert_dir(name))
         self._mkdir(versions_dir)
         number = max(self.versions(name), default=0) + 1
-        tmp = versions_dir / f".tmp-{number}-{os.urandom(4).hex()}"
+        tmp = versions_dir / temp_name(str(number))
         try:
             self._mkdir(tmp)
             files = {
@@ -328,7 +285,7 @@ class Store(StoreAccounts):
         directory = self._cert_dir(name)
         if not (directory / "versions" / str(version) / "privkey.pem").is_file():
             raise StoreError(f"version {version} of {name!r} is missing; not switching live")
-        tmp = directory / f".live.tmp-{os.urandom(4).hex()}"
+        tmp = directory / temp_name("live")
         fault_point("live-before")
         try:
             os.symlink(f"versions/{version}", tmp)
@@ -361,7 +318,7 @@ class Store(StoreAccounts):
         directory = self._cert_dir(name)
         if not directory.exists():
             raise NotFound(f"no certificate named {name!r} in {self.root}: see 'certctl list'")
-        trash = directory.with_name(f".removed-{name}-{os.urandom(4).hex()}")
+        trash = directory.with_name(removed_name(name))
         os.rename(directory, trash)
         fsync_dir(directory.parent)
         import shutil

@@ -1,22 +1,39 @@
 """The records cache behind Store.records(): index.json, for listing large stores fast.
 
-A cache only: meta.toml stays the source of truth, and any error reading or
-writing index.json costs speed, never correctness.
+A cache only: meta.toml stays the source of truth, and any doubt about index.json
+costs speed, never correctness. The file is one header line, then the body::
+
+    {"format": 2, "crc32": <CRC-32 of the body>}
+    {"<name>": {"stamp": [inode, size, mtime_ns, ctime_ns, live target], "record": {...}}}
+
+An entry is used only when index.json is a regular file whose body matches the
+header's checksum (a hand edit or a torn write rebuilds it), every entry has the
+right shape and names its own certificate, and its stamp equals what the
+certificate's meta.toml and live symlink show now. The stamp holds the ctime, which
+nobody can set back (an editor or `touch` restoring the mtime still changes it), and
+a record changed less than RACY_NS before it was read is not cached at all: a
+same-size rewrite within one file-system timestamp tick would keep every field of
+its stamp (git's "racily clean" entries). Hashing every meta.toml instead would cost
+one more file read per certificate (README "Performance").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from contextlib import AbstractContextManager
 from pathlib import Path
+from time import time_ns
 from typing import Any, Protocol
 
 from certctl.errors import CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import CertRecord
-from certctl.store.files import FORMAT, META_MODE, atomic_write, json_decode, json_encode
+from certctl.store.files import META_MODE, atomic_write, json_decode, json_encode
 
 INDEX = "index.json"
+INDEX_FORMAT = 2
+RACY_NS = 2 * 10**9  # longer than any file system's timestamp tick (FAT's mtime: 2 s)
 
 
 class RecordSource(Protocol):
@@ -39,13 +56,13 @@ class RecordSource(Protocol):
 def cached_records(store: RecordSource) -> list[tuple[str, CertRecord | CertctlError]]:
     """Every certificate's record (or the error reading it), fast for large stores.
 
-    meta.toml stays the source of truth; index.json is a cache of parsed records
-    keyed by each meta.toml's (inode, size, mtime), so an unchanged store is read
-    without parsing TOML. Stale or missing entries are re-parsed and the cache is
-    refreshed when nobody else is refreshing it.
+    Records whose stamp is unchanged come from index.json without parsing TOML; the
+    others are read from meta.toml, and the cache is refreshed when nobody else is
+    refreshing it.
     """
     certs = os.path.join(store.root, "certs")
     index = _read_index(store.root)
+    settled = time_ns() - RACY_NS  # changed before this instant: safe to cache
     fresh: dict[str, Any] = {}
     result: list[tuple[str, CertRecord | CertctlError]] = []
     dirty = False
@@ -56,19 +73,18 @@ def cached_records(store: RecordSource) -> list[tuple[str, CertRecord | CertctlE
         except FileNotFoundError:
             result.append((name, NotFound(f"no certificate named {name!r}")))
             continue
-        try:  # the live switch commits a version: part of the cache key too
+        try:  # the live switch commits a version: part of the stamp too
             live = os.readlink(os.path.join(certs, name, "live"))
         except OSError:
             live = ""
-        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, live]
+        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, live]
         entry = index.get(name)
-        if entry is not None and entry.get("stamp") == stamp:
-            try:
-                result.append((name, CertRecord.from_dict(entry["record"])))
+        if entry is not None and entry["stamp"] == stamp:
+            cached = _cached(name, entry["record"])
+            if cached is not None:
+                result.append((name, cached))
                 fresh[name] = entry
                 continue
-            except (TypeError, ValueError, KeyError, AttributeError):
-                pass
         dirty = True
         try:
             record = store.read(name)
@@ -76,21 +92,71 @@ def cached_records(store: RecordSource) -> list[tuple[str, CertRecord | CertctlE
             result.append((name, e))
             continue
         result.append((name, record))
-        fresh[name] = {"stamp": stamp, "record": record.to_dict()}
+        if stat.S_ISREG(st.st_mode) and max(st.st_ctime_ns, st.st_mtime_ns) < settled:
+            fresh[name] = {"stamp": stamp, "record": record.to_dict()}
     if dirty or len(fresh) != len(index):
         _write_index(store, fresh)
     return result
 
 
-def _read_index(root: Path) -> dict[str, Any]:
+def checksum(body: bytes | memoryview) -> int:
+    """The header's checksum of the body: catches hand edits and torn or stray bytes."""
+    import zlib  # 0.5 ms, only when there is an index to check or write
+
+    return zlib.crc32(body)
+
+
+def _cached(name: str, data: dict[str, Any]) -> CertRecord | None:
     try:
-        data = json.loads((root / INDEX).read_bytes(), object_hook=json_decode)
-    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        record = CertRecord.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    return record if record.name == name else None
+
+
+def _read_index(root: Path) -> dict[str, dict[str, Any]]:
+    """The cached entries, or {} on any doubt (then every record is read and the cache rebuilt)."""
+    try:  # never through a symlink, never blocking on a FIFO
+        fd = os.open(root / INDEX, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return {}
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return {}
+        data = os.read(fd, info.st_size + 1)  # one buffer: the cache can be megabytes
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
+    except OSError:
         return {}
-    entries = data.get("certificates")
-    return entries if isinstance(entries, dict) else {}
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8")  # as json.loads would, once for header and body
+        fields, end = json.JSONDecoder().raw_decode(text)  # the header line
+        if not isinstance(fields, dict) or fields.get("format") != INDEX_FORMAT:
+            return {}
+        if not text[:end].isascii() or text[end : end + 1] != "\n":
+            return {}  # (an ASCII header: its length in characters is its length in bytes)
+        if fields.get("crc32") != checksum(memoryview(data)[end + 1 :]):
+            return {}
+        del data  # only the text is needed now: the peak stays one copy plus the entries
+        entries, stop = json.JSONDecoder(object_hook=json_decode).raw_decode(text, end + 1)
+        if stop != len(text):
+            return {}
+    except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return {}
+    if not isinstance(entries, dict) or not all(map(_well_formed, entries.values())):
+        return {}
+    return entries
+
+
+def _well_formed(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("stamp"), list)
+        and isinstance(entry.get("record"), dict)
+    )
 
 
 def _write_index(store: RecordSource, entries: dict[str, Any]) -> None:
@@ -99,9 +165,8 @@ def _write_index(store: RecordSource, entries: dict[str, Any]) -> None:
         return
     try:
         with store.lock("index", what="store"):
-            data = json.dumps(
-                {"format": FORMAT, "certificates": entries}, default=json_encode
-            ).encode()
-            atomic_write(store.root / INDEX, data, META_MODE)
+            body = json.dumps(entries, default=json_encode).encode()  # one line
+            header = json.dumps({"format": INDEX_FORMAT, "crc32": checksum(body)}).encode()
+            atomic_write(store.root / INDEX, header + b"\n" + body, META_MODE)
     except (LockHeld, StoreError, OSError):
         pass  # a cache (on a read-only store too): the next reader refreshes it

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certctl.errors import CertctlError
+from certctl.errors import CertctlError, StoreError
 from certctl.policy import hints
+from certctl.store.files import leftover_target
 
 if TYPE_CHECKING:
     from certctl.store import Store
@@ -75,7 +76,9 @@ def check_store(store: Store) -> list[Finding]:
                 )
             )
         _leftovers(findings, "", account)
+    _leftovers(findings, "", root)
     _leftovers(findings, "", root / "certs")
+    _index(findings, root / "index.json")
     for name in store.names():
         _check_certificate(store, name, findings)
     findings.sort(key=lambda f: (f.severity != "error", f.name, f.path))
@@ -85,6 +88,8 @@ def check_store(store: Store) -> list[Finding]:
 def _check_certificate(store: Store, name: str, findings: list[Finding]) -> None:
     directory = store.root / "certs" / name
     _leftovers(findings, name, directory)
+    if not _live_link(store, name, findings):
+        return
     try:
         record = store.read(name)
     except CertctlError as e:
@@ -171,6 +176,35 @@ def _check_account_record(findings: list[Finding], path: Path) -> None:
         )
 
 
+def _live_link(store: Store, name: str, findings: list[Finding]) -> bool:
+    """`live` must be absent or exactly versions/<n>; False (and an error) when it is not."""
+    try:
+        store.live_version(name)
+    except StoreError as e:
+        path = store.root / "certs" / name / "live"
+        findings.append(Finding("error", name, str(path), str(e)))
+        return False
+    return True
+
+
+def _index(findings: list[Finding], path: Path) -> None:
+    """The list cache must be a regular file (or absent) for certctl to refresh it."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        findings.append(
+            Finding(
+                "warning",
+                "",
+                str(path),
+                "the list cache is not a regular file, so certctl cannot refresh it and"
+                " reads every record instead; remove it",
+            )
+        )
+
+
 def _check_version(findings: list[Finding], name: str, directory: Path) -> None:
     """A version must be complete and its key must match its certificate."""
     missing = [f for f in PEM_FILES if not (directory / f).is_file()]
@@ -244,7 +278,7 @@ def _leftovers(findings: list[Finding], name: str, directory: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:
-        if ".tmp-" in entry or entry.startswith(".removed-"):
+        if leftover_target(entry) is not None:
             findings.append(
                 Finding(
                     "warning",
