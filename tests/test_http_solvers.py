@@ -3,6 +3,7 @@ webroot whose directories are swapped for symlinks while certctl writes and remo
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import socket
@@ -111,42 +112,45 @@ def test_dribbling_client_is_cut_off_at_the_request_deadline(
 # ---- webroot: a component swapped for a symlink between check and use ---------------------
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two names in one step (renameat2 RENAME_EXCHANGE), as an attacker would."""
+    if _libc.renameat2(_AT_FDCWD, bytes(a), _AT_FDCWD, bytes(b), _RENAME_EXCHANGE) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(a))
+
+
 class Swapper(threading.Thread):
-    """Swaps `path` between the real directory and a symlink to `outside`, as fast as it can."""
+    """Swaps `path` between the real directory and a symlink to `outside`, as fast as it can.
+
+    Each swap exchanges the two names atomically, so `path` never goes missing (a
+    missing component would only make the solver create a fresh directory there).
+    """
 
     def __init__(self, path: Path, outside: Path) -> None:
         super().__init__(daemon=True)
         self.path, self.outside = path, outside
-        self.parked = path.with_name(path.name + ".real")
         self.link = path.with_name(path.name + ".link")
+        os.symlink(outside, self.link)
         self.stop = threading.Event()
         self.swaps = 0
 
     def run(self) -> None:
         while not self.stop.is_set():
-            try:  # real → symlink
-                os.rename(self.path, self.parked)
-                os.symlink(self.outside, self.link)
-                os.replace(self.link, self.path)
-                self.swaps += 1
-            except OSError:
-                pass
-            try:  # symlink → real
-                if self.path.is_symlink():
-                    os.unlink(self.path)
-                os.rename(self.parked, self.path)
-            except OSError:
-                pass
+            exchange(self.path, self.link)  # now a symlink to outside
+            self.swaps += 1
+            time.sleep(0)  # let the solver run into it
+            exchange(self.path, self.link)  # the real directory again
 
     def restore(self) -> None:
         self.stop.set()
         self.join(timeout=5)
         if self.path.is_symlink():
-            os.unlink(self.path)
-        if self.link.is_symlink():
-            os.unlink(self.link)
-        if self.parked.is_dir() and not self.path.exists():
-            os.rename(self.parked, self.path)
+            exchange(self.path, self.link)
+        os.unlink(self.link)
 
 
 CLEAR_REASONS = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from aiosmtpd.controller import Controller
 
 from certctl.models import CertRecord, Current, Validation
 from certctl.store import Store
+from certctl.store.index import RACY_NS, checksum
 
 import certfactory
 from conftest import Certctl
@@ -174,11 +176,16 @@ def test_wrongly_typed_meta_is_reported_and_the_others_still_handled(offline: Ce
 def test_garbage_in_the_index_cache_is_not_trusted(offline: Certctl) -> None:
     upload(offline, "good")
     upload(offline, "other")
+    time.sleep(RACY_NS / 1e9 + 0.1)  # records younger than this are not cached
     assert offline.run("list").returncode == 0  # writes index.json
     index = offline.store / "index.json"
-    data = json.loads(index.read_text())
-    data["certificates"]["good"]["record"]["current"]["not_after"] = "garbage"
-    index.write_text(json.dumps(data))
+    header, body = index.read_bytes().split(b"\n", 1)
+    entries = json.loads(body)
+    entries["good"]["record"]["current"]["not_after"] = "garbage"
+    # valid JSON with a correct checksum: only the record check can catch the bad value
+    body = json.dumps(entries).encode()
+    header = json.dumps({**json.loads(header), "crc32": checksum(body)}).encode()
+    index.write_bytes(header + b"\n" + body)
     listed = offline.run("list", "--json")
     assert listed.returncode == 0, listed.stderr
     entries = {e["name"]: e for e in json.loads(listed.stdout)["certificates"]}

@@ -96,7 +96,7 @@ def _locked(sets: Path) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise LockHeld(
-                        f"another certctl export into {sets.parent} is still running; retry later"
+                        f"another export into {sets.parent} is still running; retry later"
                     ) from None
                 time.sleep(0.05)
         yield
