@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from certctl import __version__
-from certctl.cli.globalopts import global_options
+from certctl.cli.globalopts import OutputSafeParsing, global_options
 from certctl.cli.output import OutputError, end_output, flush_out, write_err
 from certctl.errors import CertctlError, Declined, ExitCode
 
@@ -27,7 +27,7 @@ def describe_os_error(error: OSError) -> str:
     return f"{where}: {cause}"
 
 
-class CertctlGroup(click.Group):
+class CertctlGroup(OutputSafeParsing, click.Group):
     """Maps certctl errors to one line on stderr and their exit code (at the edge, once)."""
 
     def main(
@@ -82,19 +82,6 @@ class CertctlGroup(click.Group):
             return result
         # without standalone mode click returns ctx.exit()'s code instead of exiting
         sys.exit(result if isinstance(result, int) else 0)
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        """click's, with OSError (only --help and --version write while parsing) as OutputError."""
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except OSError as e:
-            raise OutputError(e) from e
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; CertctlError or OSError → one line (traceback with --debug)."""

@@ -157,12 +157,8 @@ def _format_options(command: click.Command, ctx: click.Context, formatter: HelpF
                 formatter.write_dl(records)
 
 
-class CertctlCommand(click.Command):
-    """A subcommand: its help lists the global options apart; a failed --help write is output."""
-
-    def format_options(self, ctx: click.Context, formatter: HelpFormatter) -> None:
-        """Options, then Global options."""
-        _format_options(self, ctx, formatter)
+class OutputSafeParsing(click.Command):
+    """make_context with OSError (only --help and --version write while parsing) as OutputError."""
 
     def make_context(
         self,
@@ -171,7 +167,7 @@ class CertctlCommand(click.Command):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        """click's, with OSError (only --help writes while parsing) as OutputError."""
+        """click's, with a failed write of the help as an output error."""
         from certctl.cli.output import OutputError
 
         try:
@@ -180,7 +176,15 @@ class CertctlCommand(click.Command):
             raise OutputError(e) from e
 
 
-class CertctlSubGroup(click.Group):
+class CertctlCommand(OutputSafeParsing, click.Command):
+    """A subcommand: its help lists the global options apart; a failed --help write is output."""
+
+    def format_options(self, ctx: click.Context, formatter: HelpFormatter) -> None:
+        """Options, then Global options."""
+        _format_options(self, ctx, formatter)
+
+
+class CertctlSubGroup(OutputSafeParsing, click.Group):
     """A group below the top level (`account`), like CertctlCommand."""
 
     command_class = CertctlCommand
@@ -189,18 +193,3 @@ class CertctlSubGroup(click.Group):
         """Options, Global options, then Commands."""
         _format_options(self, ctx, formatter)
         self.format_commands(ctx, formatter)
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        """click's, with OSError (only --help writes while parsing) as OutputError."""
-        from certctl.cli.output import OutputError
-
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except OSError as e:
-            raise OutputError(e) from e
