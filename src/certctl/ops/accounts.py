@@ -230,6 +230,14 @@ def _no_account(server: str) -> BadInput:
     )
 
 
+def _stored(ctx: Context, server: str) -> Stored:
+    """The stored account for `server`; the 'no account' error when there is none."""
+    stored = ctx.store.read_account(server) if ctx.store.exists() else None
+    if stored is None:
+        raise _no_account(server)
+    return stored
+
+
 def usable_account(
     ctx: Context, session: AcmeSession, stored: Stored, *, locked: bool = False
 ) -> Stored:
@@ -284,9 +292,7 @@ def _settle_rollover(ctx: Context, session: AcmeSession, server: str) -> Stored:
 
 def logged_in(ctx: Context, server: str, *, locked: bool = False) -> tuple[AcmeSession, Stored]:
     """A session logged in to the stored account for `server` (never creates one)."""
-    stored = ctx.store.read_account(server)
-    if stored is None:
-        raise _no_account(server)
+    stored = _stored(ctx, server)
     session = ctx.acme(server)
     stored = usable_account(ctx, session, stored, locked=locked)
     session.login(stored[1], stored[0].uri)
@@ -384,13 +390,9 @@ def update(ctx: Context, email: str) -> AccountReport:
     """RFC 8555 §7.3.2: replace the account's contact at the CA, then in the store."""
     email = check_email(email)  # one address or several, comma-separated
     server = ctx.settings.server_url
-    stored = ctx.store.read_account(server) if ctx.store.exists() else None
-    if stored is None:
-        raise _no_account(server)
+    stored = _stored(ctx, server)
     with ctx.store.account_lock(server):
-        stored = ctx.store.read_account(server)
-        if stored is None:
-            raise _no_account(server)
+        stored = _stored(ctx, server)
         if stored[0].status == DEACTIVATED:
             raise BadInput(
                 f"the account {stored[0].uri} is deactivated: register a new one with"
@@ -409,9 +411,7 @@ def update(ctx: Context, email: str) -> AccountReport:
 def show(ctx: Context, *, offline: bool = False) -> AccountReport:
     """The account for the configured CA: status and contact as the CA has them."""
     server = ctx.settings.server_url
-    stored = ctx.store.read_account(server) if ctx.store.exists() else None
-    if stored is None:
-        raise _no_account(server)
+    stored = _stored(ctx, server)
     if offline or stored[0].status == DEACTIVATED:
         return _report(*stored)
     session, stored = logged_in(ctx, server)
@@ -423,13 +423,9 @@ def show(ctx: Context, *, offline: bool = False) -> AccountReport:
 def deactivate(ctx: Context) -> AccountReport:
     """RFC 8555 §7.3.6: deactivate the account for good (the CA refuses it from then on)."""
     server = ctx.settings.server_url
-    stored = ctx.store.read_account(server) if ctx.store.exists() else None
-    if stored is None:
-        raise _no_account(server)
+    stored = _stored(ctx, server)
     with ctx.store.account_lock(server):
-        stored = ctx.store.read_account(server)
-        if stored is None:
-            raise _no_account(server)
+        stored = _stored(ctx, server)
         if stored[0].status == DEACTIVATED:
             return _report(*stored, existing=True)
         session, stored = logged_in(ctx, server, locked=True)
@@ -448,8 +444,7 @@ def rollover(ctx: Context, key_type: str | None = None) -> RolloverReport:
     if key_type is not None and key_type not in KEY_TYPES:
         raise BadInput(f"unknown key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
     server = ctx.settings.server_url
-    if (ctx.store.read_account(server) if ctx.store.exists() else None) is None:
-        raise _no_account(server)
+    _stored(ctx, server)  # the 'no account' error before the lock
     with ctx.store.account_lock(server):
         session, (record, old_key) = logged_in(ctx, server, locked=True)
         old_type = key_type_of(old_key)

@@ -7,8 +7,9 @@ from typing import Any
 
 from certctl.context import Context
 from certctl.errors import BadInput
-from certctl.models import SOURCE_UPLOAD, CertRecord
+from certctl.models import SOURCE_UPLOAD
 from certctl.ops.accounts import logged_in
+from certctl.policy import hints
 
 # RFC 5280 §5.3.1 CRLReason codes that ACME CAs accept (RFC 8555 §7.6)
 REVOCATION_REASONS = {
@@ -69,8 +70,6 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
         own_key = reason == "keyCompromise"
         if record.source == SOURCE_UPLOAD:
             if not own_key:
-                from certctl.policy import hints
-
                 raise BadInput(
                     f"{name!r} was uploaded: revoke it through the CA that issued it; if its"
                     f" key is compromised and that CA speaks ACME, put its directory URL for"
@@ -95,12 +94,5 @@ def revoke(ctx: Context, name: str, reason: str = "unspecified") -> RevokeReport
         server=server,
         signed_with="certificate key" if own_key else "account",
         already_revoked=not revoked_now,
-        next_step=_after_revocation(record, ctx.settings.server_url),
+        next_step=hints.after_revocation(record, ctx.settings.server_url),
     )
-
-
-def _after_revocation(record: CertRecord, server: str) -> str:
-    """What replaces a revoked certificate (`server`: the CA certctl uses now)."""
-    from certctl.policy import hints
-
-    return hints.after_revocation(record, server)
