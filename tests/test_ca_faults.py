@@ -390,6 +390,37 @@ def test_ca_that_never_answers_times_out_and_changes_nothing(
     assert proxy.log  # the silent CA was indeed contacted
 
 
+@pebble_test
+def test_a_stalled_read_is_sent_once_more_and_the_run_succeeds(
+    store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """One order fetch (a POST-as-GET) that never gets an answer costs one timeout, not the run."""
+    ca = Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=2)
+    domain = unique("stall")
+    proxy.hang("order", times=1)
+    run = measured(ca, "obtain", "-d", domain, *standalone(pebble), "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["name"] == domain
+    fetches = proxy.requests("order", "POST")
+    assert len(fetches) >= 2 and fetches[0].status == 0  # the stalled one, then the retry
+
+
+@pebble_test
+def test_a_stalled_write_is_not_sent_twice(
+    store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """newOrder changes state at the CA: a lost answer ends the run, it is not re-sent."""
+    ca = Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=2)
+    registered = ca.run("account", "register", "--agree-tos")  # only the order left to stall
+    assert registered.returncode == 0, registered.stderr
+    proxy.reset_log()
+    proxy.hang("newOrder")
+    run = measured(ca, "order", "-d", unique("stallw"), "--webroot", str(tmp_path))
+    assert run.returncode == 1, run.stderr
+    assert "timed out" in run.error
+    assert len(proxy.requests("newOrder")) == 1
+
+
 # ---- hostile responses ------------------------------------------------------------------------
 
 

@@ -235,7 +235,9 @@ def test_twenty_issuances_at_default_bad_nonce_rate(certctl: Certctl, pebble: Pe
             "--agree-tos",
             "--json",
         )
-        assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 0, (
+            proc.stderr + "\n--- pebble ---\n" + pebble.pebble_log()[-4000:]
+        )
         assert json.loads(proc.stdout)["name"] == domain
     assert len(certctl.json("list")["certificates"]) == 20
 

@@ -28,6 +28,7 @@ BAD_NONCE_RETRIES = 20  # at Pebble's 50% rejection a POST fails 1 time in a mil
 MAX_RETRY_AFTER_WAIT = 20.0  # seconds we wait in-process for a 429/503 Retry-After
 RETRY_AFTER_ATTEMPTS = 3  # short waits per request before giving up ("not yet", exit 3)
 MAX_RESPONSE_BYTES = 1 << 20  # certificate chains, directories, orders: all far smaller
+READ_RETRIES = 1  # a read (GET, POST-as-GET) that timed out or lost its connection: once more
 
 
 def problem_text(error: messages.Error) -> str:
@@ -146,9 +147,25 @@ class AcmeNetwork(client.ClientNetwork):
         time.sleep(wait)
         return True
 
+    def _retry_read(self, error: requests.exceptions.RequestException, tries: int) -> bool:
+        """True when a read that timed out or lost its connection may be sent again.
+
+        Reads change nothing at the CA, so one more try on a fresh connection costs at
+        most one more timeout and saves a run from one stalled connection (a CA or a
+        proxy that drops a request now and then). Writes (newOrder, finalize, a challenge)
+        are never sent twice this way: the CA may have acted on the first.
+        """
+        if tries >= READ_RETRIES or not isinstance(
+            error, requests.exceptions.Timeout | requests.exceptions.ConnectionError
+        ):
+            return False
+        log.info("%s: trying once more on a new connection", describe(error))
+        self.session.close()  # the pooled connection may be the one that stalled
+        return True
+
     def get(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """GET, waiting out a short Retry-After."""
-        waits = 0
+        """GET, waiting out a short Retry-After and retrying a stalled read once."""
+        waits = reads = 0
         while True:
             try:
                 response: requests.Response = super().get(*args, **kwargs)
@@ -157,10 +174,18 @@ class AcmeNetwork(client.ClientNetwork):
                 if not self._pause_before_retry(error, waits):
                     raise
                 waits += 1
+            except requests.exceptions.RequestException as error:
+                if not self._retry_read(error, reads):
+                    raise
+                reads += 1
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """POST with up to BAD_NONCE_RETRIES fresh nonces (acme retries only once)."""
-        bad_nonces = waits = 0
+        """POST with up to BAD_NONCE_RETRIES fresh nonces (acme retries only once).
+
+        A POST-as-GET (no payload: a read, RFC 8555 §6.3) that stalls is retried once.
+        """
+        reading = (args[1] if len(args) > 1 else kwargs.get("obj")) is None
+        bad_nonces = waits = reads = 0
         while True:
             try:
                 response: requests.Response = self._post_once(*args, **kwargs)
@@ -179,6 +204,11 @@ class AcmeNetwork(client.ClientNetwork):
                 if not self._pause_before_retry(error, waits):
                     raise
                 waits += 1
+            except requests.exceptions.RequestException as error:
+                if not (reading and self._retry_read(error, reads)):
+                    raise
+                reads += 1
+                continue  # no answer, so no nonce in it: the retry asks newNonce
             self._keep_nonce()
 
 
