@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from certctl.cli import cli
 
 from pebble import PebbleServer, require_pebble
+from postgres import CLIENT_ENV, PostgresServer, database_name, require_postgres
 
 CERTCTL = [sys.executable, "-m", "certctl"]
 
@@ -79,6 +80,27 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
     server = PebbleServer(tmp_path_factory.mktemp("pebble"), nonce_reject=5)
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server (tests/postgres.py) for the whole session."""
+    with PostgresServer(require_postgres()) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(
+    postgres: PostgresServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh empty database (dropped afterwards) as certctl's URL; PGPASSFILE set for it."""
+    for name in CLIENT_ENV:  # the caller's libpq settings must not leak into the test
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(postgres.passfile))
+    dbname = database_name(request.node.name)
+    url = postgres.create_database(dbname)
+    yield url
+    postgres.drop_database(dbname)
 
 
 @pytest.fixture
