@@ -28,6 +28,14 @@ if { ! command -v named >/dev/null && [[ ! -x /usr/sbin/named ]]; } || ! command
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y bind9 bind9-utils bind9-dnsutils
 fi
 
+# PostgreSQL for the PostgreSQL store tests: initdb, postgres and pg_dump (Debian keeps them in
+# /usr/lib/postgresql/<version>/bin). The tests start their own server on a free loopback port;
+# the cluster Debian's package creates and starts is never used by them.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y postgresql
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi
