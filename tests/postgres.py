@@ -146,7 +146,7 @@ class PostgresServer:
     user = ROLE
 
     def __init__(self, binaries: Binaries | None = None) -> None:
-        """Configure (but do not start) the server; `binaries` default to find_binaries()."""
+        """Configure (but do not start) the server; `binaries` default to require_postgres()."""
         self.binaries = binaries
         self.password = secrets.token_urlsafe(24)  # no ':' or '\\': safe in a passfile line
         self.port = 0
