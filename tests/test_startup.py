@@ -53,6 +53,8 @@ def loaded_modules(store: Path, *args: str) -> set[str]:
         ("list", "--json"),
         ("doctor",),
         ("set", "-h"),
+        ("store", "--help"),
+        ("store", "init-key", "-h"),
     ],
 )
 def test_no_acme_stack_without_a_ca(tmp_path: Path, args: tuple[str, ...]) -> None:
