@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,13 @@ def loaded_modules(store: Path, *args: str) -> set[str]:
         [sys.executable, "-c", PROBE, *args],
         capture_output=True,
         text=True,
-        env={"CERTCTL_STORE": str(store), "CERTCTL_CONFIG": "/dev/null", "PATH": "/usr/bin"},
+        env={
+            "CERTCTL_STORE": str(store),
+            "CERTCTL_CONFIG": "/dev/null",
+            "PATH": "/usr/bin",
+            # the certctl under test (a worktree's src/), not whichever the venv installed
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+        },
         timeout=60,
     )
     marker = proc.stderr.rsplit("MODULES=", 1)
@@ -39,7 +46,16 @@ def loaded_modules(store: Path, *args: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [("--version",), ("--help",), ("list",), ("list", "--json"), ("doctor",), ("set", "-h")],
+    [
+        ("--version",),
+        ("--help",),
+        ("list",),
+        ("list", "--json"),
+        ("doctor",),
+        ("set", "-h"),
+        ("store", "--help"),
+        ("store", "init-key", "-h"),
+    ],
 )
 def test_no_acme_stack_without_a_ca(tmp_path: Path, args: tuple[str, ...]) -> None:
     modules = loaded_modules(tmp_path / "store", *args)

@@ -143,11 +143,23 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 
 
 def _register() -> None:
-    from certctl.cli import account, doctor, issue, listing, order, renewdue, show, upload, verify
+    from certctl.cli import (
+        account,
+        doctor,
+        issue,
+        listing,
+        order,
+        renewdue,
+        show,
+        storecmd,
+        upload,
+        verify,
+    )
     from certctl.cli.globalopts import add_global_options
     from certctl.cli.options import add_name_completion
 
-    for module in (order, verify, issue, upload, listing, renewdue, doctor, show, account):
+    modules = (order, verify, issue, upload, listing, renewdue, doctor, show, account, storecmd)
+    for module in modules:
         for command in module.COMMANDS:
             add_global_options(command)
             cli.add_command(command)
