@@ -210,6 +210,13 @@ SCHEMA = Table(
         "email": EMAIL,
         "timeout": SECONDS,
         "notice_days": Number(0, 365, unit="of days", low_inclusive=True),
+        "store": Table(
+            {
+                "url": Text("a store directory or a postgresql:// URL"),
+                "key_file": Text("the path of the store key file"),
+                "lease": Number(5, 3600, unit="of seconds", low_inclusive=True),
+            }
+        ),
         "checks": Table(
             {
                 "http_port": PORT,
@@ -269,6 +276,9 @@ class Settings:
     check_http_port: int = 80
     timeout: float = 30.0
     notice_days: float = 14.0
+    store_url: str | None = None
+    store_key_file: str | None = None
+    store_lease: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -315,6 +325,10 @@ def load_settings(
     settings.email = data.get("email", settings.email)
     settings.timeout = float(data.get("timeout", settings.timeout))
     settings.notice_days = float(data.get("notice_days", settings.notice_days))
+    store = data.get("store", {})
+    settings.store_url = store.get("url")
+    settings.store_key_file = store.get("key_file")
+    settings.store_lease = float(store["lease"]) if "lease" in store else None
     checks = data.get("checks", {})
     settings.resolvers = list(checks.get("resolvers", settings.resolvers))
     settings.check_http_port = int(checks.get("http_port", settings.check_http_port))

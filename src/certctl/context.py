@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from certctl.config import Settings
 from certctl.reporting import QuietReporter, Reporter
-from certctl.store import Store
+from certctl.store.contract import CertStore
 
 if TYPE_CHECKING:
     from certctl.acme.session import AcmeSession
@@ -25,7 +25,7 @@ def utc_now() -> datetime:
 class Context:
     """The run's store, settings, clock, reporter and ACME session factory."""
 
-    store: Store
+    store: CertStore
     settings: Settings
     reporter: Reporter = field(default_factory=QuietReporter)
     clock: Callable[[], datetime] = utc_now

@@ -58,3 +58,7 @@ class AcmeError(OperationFailed):
 
 class StoreError(OperationFailed):
     """The store on disk is damaged or could not be written."""
+
+
+class StoreUnavailable(NotYet):
+    """The shared store's server is down, unreachable or dropped the connection: retry later."""

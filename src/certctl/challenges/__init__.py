@@ -9,7 +9,7 @@ from typing import Protocol
 from certctl.errors import BadInput
 from certctl.models import Challenge, Validation
 from certctl.reporting import Reporter
-from certctl.store import Store
+from certctl.store.contract import CertStore
 
 
 class Solver(Protocol):
@@ -27,7 +27,9 @@ class Solver(Protocol):
         """Remove what present() published; must be safe to call after a partial present()."""
 
 
-def make_solver(validation: Validation, reporter: Reporter, store: Store | None = None) -> Solver:
+def make_solver(
+    validation: Validation, reporter: Reporter, store: CertStore | None = None
+) -> Solver:
     """The solver for a certificate's validation settings."""
 
     def http() -> ModuleType:

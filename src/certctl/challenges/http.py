@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from certctl.errors import BadInput, CertctlError, OperationFailed
 from certctl.models import Challenge
-from certctl.store import Store
+from certctl.store.contract import CertStore
 
 PREFIX = "/.well-known/acme-challenge/"
 PORT_WAIT = 120.0  # seconds to wait for another certctl's standalone server on the port
@@ -97,7 +97,7 @@ class _SharedServer:
 
     @classmethod
     def acquire(
-        cls, address: str, port: int, responses: dict[str, bytes], store: Store | None
+        cls, address: str, port: int, responses: dict[str, bytes], store: CertStore | None
     ) -> None:
         with cls._lock:
             shared = cls._by_port.get((address, port))
@@ -159,7 +159,7 @@ def _bind(address: str, port: int) -> _Server:
 class StandaloneSolver:
     """Serve http-01 responses from certctl's own HTTP server on `port` (all addresses)."""
 
-    def __init__(self, port: int, address: str = "", store: Store | None = None) -> None:
+    def __init__(self, port: int, address: str = "", store: CertStore | None = None) -> None:
         self.port = port
         self.address = address
         self.store = store

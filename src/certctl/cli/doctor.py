@@ -22,15 +22,15 @@ def doctor_command(ctx: click.Context, json_output: bool) -> None:
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
-    from certctl.store.integrity import check_store
+    from certctl.store.doctor import check
 
     context = build_context(ctx, json_output=json_output)
-    findings = check_store(context.store)
+    findings = check(context.store)
     errors = [f for f in findings if f.severity == "error"]
     if json_output:
         render.print_json(
             {
-                "store": str(context.store.root),
+                "store": context.store.location,
                 "healthy": not errors,
                 "findings": [f.to_json() for f in findings],
             }
@@ -40,7 +40,7 @@ def doctor_command(ctx: click.Context, json_output: bool) -> None:
             where = f"{finding.name}: " if finding.name else ""
             render.say(f"{finding.severity}: {where}{finding.path}: {finding.problem}")
         if not findings:
-            render.say(f"store {context.store.root}: healthy")
+            render.say(f"store {context.store.location}: healthy")
     ctx.exit(1 if errors else 0)
 
 

@@ -35,7 +35,18 @@ GLOBAL_OPTIONS = (
         "CERTCTL_STORE",
         {
             "type": click.Path(file_okay=False),
-            "help": "Store directory [env CERTCTL_STORE; default: the user data dir].",
+            "help": "Store directory, or postgresql://USER@HOST/DB for a shared store"
+            " [env CERTCTL_STORE; default: the user data dir].",
+        },
+    ),
+    GlobalSpec(
+        "store_key_file",
+        "--store-key-file",
+        "CERTCTL_STORE_KEY_FILE",
+        {
+            "type": click.Path(dir_okay=False),
+            "help": "Store key (from 'certctl store init-key') that seals the private keys"
+            " of a postgresql:// store [env CERTCTL_STORE_KEY_FILE].",
         },
     ),
     GlobalSpec(
@@ -93,7 +104,12 @@ GLOBAL_OPTIONS = (
         {"is_flag": True, "help": "Show tracebacks and debug logs."},
     ),
 )
-PATH_OPTIONS = ("store", "config", "ca_bundle")  # an empty variable for these is refused
+PATH_OPTIONS = (
+    "store",
+    "store_key_file",
+    "config",
+    "ca_bundle",
+)  # an empty variable for these is refused
 _GIVEN = "certctl.globals"  # ctx.meta: global options given after a subcommand
 
 

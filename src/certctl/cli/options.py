@@ -52,17 +52,20 @@ def complete_cert_names(ctx: click.Context, param: click.Parameter, incomplete: 
     """Shell completion of the certificate names in the store; quick, and never fails."""
     try:
         import os
-        from pathlib import Path
 
         from certctl.cli.globalopts import global_values
-        from certctl.store import Store
+        from certctl.store.opening import open_store
 
         root = global_values(ctx).get("store") or os.environ.get("CERTCTL_STORE")
         if not root:
             from certctl.cli.runtime import default_store
 
             root = default_store()
-        names = Store(Path(root), warn=lambda message: None).names()
+        store = open_store(root, warn=lambda message: None)
+        try:
+            names = store.names()
+        finally:
+            store.close()
         return [n for n in names if n.startswith(incomplete)]
     except Exception:  # completion must never break the user's shell
         return []

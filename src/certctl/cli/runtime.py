@@ -32,7 +32,7 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
     from certctl.config import load_settings
     from certctl.context import Context
     from certctl.notify import CONFIG as NOTIFY_CONFIG
-    from certctl.store import Store
+    from certctl.store.opening import open_store
 
     opts = global_values(click_ctx)
     refuse_empty_path_variables(opts)
@@ -56,7 +56,13 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
     if opts["check_http_port"]:
         settings.check_http_port = opts["check_http_port"]
     reporter = CliReporter(quiet_status=json_output)
-    store = Store(Path(opts["store"] or default_store()), warn=reporter.warn)
+    store = open_store(
+        opts["store"] or settings.store_url or default_store(),
+        warn=reporter.warn,
+        key_file=opts["store_key_file"] or settings.store_key_file,
+        lease=settings.store_lease,
+    )
+    click_ctx.call_on_close(store.close)
     store.check()
     return Context(
         store=store,

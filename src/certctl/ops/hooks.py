@@ -29,13 +29,18 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
         **os.environ,
         "CERTCTL_NAME": record.name,
         "CERTCTL_DOMAINS": " ".join(record.domains),
-        "CERTCTL_STORE": str(ctx.store.root),  # so `certctl export` in the hook finds it
-        "CERTCTL_LIVE_DIR": str(paths.directory),
-        "CERTCTL_CERT_PATH": str(paths.cert),
-        "CERTCTL_CHAIN_PATH": str(paths.chain),
-        "CERTCTL_FULLCHAIN_PATH": str(paths.fullchain),
-        "CERTCTL_KEY_PATH": str(paths.privkey),
+        "CERTCTL_STORE": ctx.store.location,  # so `certctl export` in the hook finds it
     }
+    if paths is not None:  # a database store has no files here: the hook runs `certctl export`
+        env.update(
+            {
+                "CERTCTL_LIVE_DIR": str(paths.directory),
+                "CERTCTL_CERT_PATH": str(paths.cert),
+                "CERTCTL_CHAIN_PATH": str(paths.chain),
+                "CERTCTL_FULLCHAIN_PATH": str(paths.fullchain),
+                "CERTCTL_KEY_PATH": str(paths.privkey),
+            }
+        )
     try:
         proc = subprocess.run(
             ["/bin/sh", "-c", record.deploy_hook],

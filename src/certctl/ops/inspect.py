@@ -25,6 +25,7 @@ from certctl.errors import (
 from certctl.models import SOURCE_UPLOAD, CertRecord, OrderState
 from certctl.policy import hints, timing
 from certctl.policy.names import check_cert_name, unicode_domain
+from certctl.store.contract import live_files
 
 if TYPE_CHECKING:
     from certctl.pki.certinfo import CertInfo
@@ -270,7 +271,7 @@ def show(ctx: Context, name: str) -> ShowReport:
         chain=chain,
         versions=versions,
         live_version=live_version,
-        paths=ctx.store.live_paths(name).as_dict() if live is not None else None,
+        paths=(live_files(ctx.store, name) or None) if live is not None else None,
         policy=_policy(record, ctx.settings.notice_days),
         validation_settings=validation_settings,
         fullchain=live["fullchain.pem"] if live is not None else None,
@@ -520,8 +521,7 @@ def export(
     target = Path(directory)
     if not target.is_dir():
         raise BadInput(f"{directory} is not a directory: create it first (--dir)")
-    resolved = target.resolve()
-    if resolved == ctx.store.root.resolve() or ctx.store.root.resolve() in resolved.parents:
+    if ctx.store.owns_path(target):
         raise BadInput(f"{directory} is inside the store: export to a directory of your own")
     uid, gid = _owner_ids(owner) if owner else (-1, -1)
     version = ctx.store.live_version(name)

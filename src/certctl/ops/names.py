@@ -54,6 +54,6 @@ def resolve_names(ctx: Context, given: list[str] | tuple[str, ...]) -> list[str]
 
 def _not_found(ctx: Context, given: str) -> NotFound:
     return NotFound(
-        f"no certificate named {given!r}, nor one for that domain, in {ctx.store.root}:"
+        f"no certificate named {given!r}, nor one for that domain, in {ctx.store.location}:"
         " see 'certctl list'"
     )

@@ -27,6 +27,7 @@ from certctl.policy import hints
 from certctl.policy.contact import check_email
 from certctl.policy.names import cert_name_for, default_cert_name, normalize_domains
 from certctl.store import fault_point
+from certctl.store.contract import live_files
 
 if TYPE_CHECKING:
     from certctl.acme.session import AcmeSession
@@ -498,29 +499,30 @@ def _finalize_and_store(
         raise AcmeError(f"{refused}; refused it for {record.name!r}: {kept}; {again}") from refused
     cert_pem, chain_pem, info = issued.cert_pem, issued.chain_pem, issued.info
     facts = facts_of(info)
-    # a crash after storing the version but before the live switch left it complete:
-    # use it instead of storing the same certificate twice
-    version = ctx.store.unswitched_version(record.name, cert_pem, key) or ctx.store.add_version(
-        record.name, cert=cert_pem, chain=chain_pem, key=key, facts=facts
-    )
-    ctx.store.switch_live(record.name, version)
-    facts.version = version
-    record.current = facts
-    record.order = None
-    record.revoked = False
-    # a clean slate
-    stale: tuple[str, ...] = ("failures", "last_error", "last_attempt", "not_before_retry")
-    stale += ("ari_start", "ari_end", "ari_pick", "ari_next_check")  # ARI was for the old one
-    for field_name in stale:
-        record.renewal.pop(field_name, None)
-    ctx.store.write(record)
-    ctx.store.drop_pending_key(record.name)
+    with ctx.store.transaction():  # one commit on PostgreSQL; the live switch on files
+        # a crash after storing the version but before the live switch left it complete:
+        # use it instead of storing the same certificate twice
+        version = ctx.store.unswitched_version(record.name, cert_pem, key) or ctx.store.add_version(
+            record.name, cert=cert_pem, chain=chain_pem, key=key, facts=facts
+        )
+        ctx.store.switch_live(record.name, version)
+        facts.version = version
+        record.current = facts
+        record.order = None
+        record.revoked = False
+        # a clean slate
+        stale: tuple[str, ...] = ("failures", "last_error", "last_attempt", "not_before_retry")
+        stale += ("ari_start", "ari_end", "ari_pick", "ari_next_check")  # ARI: the old one's
+        for field_name in stale:
+            record.renewal.pop(field_name, None)
+        ctx.store.write(record)
+        ctx.store.drop_pending_key(record.name)
     return IssueReport(
         name=record.name,
         domains=record.domains,
         version=version,
         current=record.current,
-        paths=ctx.store.live_paths(record.name).as_dict(),
+        paths=live_files(ctx.store, record.name),
         reordered=reordered,
     )
 

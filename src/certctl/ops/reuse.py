@@ -18,6 +18,7 @@ from certctl.ops.session import ConfirmTos
 from certctl.policy.contact import check_email
 from certctl.policy.names import cert_name_for, default_cert_name, normalize_domains
 from certctl.policy.replacing import ConfirmDrop, keep_reason, method_change
+from certctl.store.contract import live_files
 
 
 def issue(
@@ -73,7 +74,7 @@ def _kept(ctx: Context, record: CertRecord, domains: list[str] | None = None) ->
         domains=record.domains,
         version=record.current.version,
         current=record.current,
-        paths=ctx.store.live_paths(record.name).as_dict(),
+        paths=live_files(ctx.store, record.name),
         action="kept",
         reason=reason,
     )

@@ -15,6 +15,7 @@ from certctl.context import Context
 from certctl.errors import BadInput
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.policy.names import cert_name_for
+from certctl.store.contract import live_files
 
 Confirm = Callable[[str], bool]
 DROP_NAMES = "--drop-names"
@@ -185,26 +186,27 @@ def upload(ctx: Context, request: UploadRequest, confirm: Confirm | None = None)
             record.deploy_hook = request.deploy_hook or None
         facts = facts_of(info)
         replacing_live = existing is not None and existing.current is not None
-        version = ctx.store.add_version(
-            name,
-            cert=material.cert_pem(),
-            chain=material.chain_pem(),
-            key=material.key_pem,
-            facts=facts,
-            record=record,
-            previous=existing if replacing_live else None,
-        )
-        facts.version = version
-        record.current = facts
-        if replacing_live:
-            # The live switch commits: the record goes first, and until the switch the
-            # store reads the record it replaced back from the new version.
-            ctx.store.write(record)
-            ctx.store.switch_live(name, version)
-        else:  # nothing live to fall back on: live first, a missing record is re-made
-            ctx.store.switch_live(name, version)
-            ctx.store.write(record)
-        ctx.store.drop_pending_key(name)  # a pending ACME order under this name is void now
+        with ctx.store.transaction():  # one commit on PostgreSQL; the live switch on files
+            version = ctx.store.add_version(
+                name,
+                cert=material.cert_pem(),
+                chain=material.chain_pem(),
+                key=material.key_pem,
+                facts=facts,
+                record=record,
+                previous=existing if replacing_live else None,
+            )
+            facts.version = version
+            record.current = facts
+            if replacing_live:
+                # The live switch commits: the record goes first, and until the switch the
+                # store reads the record it replaced back from the new version.
+                ctx.store.write(record)
+                ctx.store.switch_live(name, version)
+            else:  # nothing live to fall back on: live first, a missing record is re-made
+                ctx.store.switch_live(name, version)
+                ctx.store.write(record)
+            ctx.store.drop_pending_key(name)  # a pending ACME order under this name is void
         hook_error = run_deploy_hook(ctx, record) if existing is not None else None
     return UploadReport(
         name=name,
@@ -219,7 +221,7 @@ def upload(ctx: Context, request: UploadRequest, confirm: Confirm | None = None)
         version=version,
         key_type=info.key_type,
         warnings=list(material.warnings),
-        paths=ctx.store.live_paths(name).as_dict(),
+        paths=live_files(ctx.store, name),
         replaced=existing is not None,
         hook_error=hook_error,
     )

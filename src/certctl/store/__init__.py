@@ -17,6 +17,7 @@ either as it was or fully updated. Directories are 0700 and keys 0600 whatever
 the umask.
 """
 
+from certctl.store.contract import CertStore, LivePaths
 from certctl.store.files import (
     CERT_MODE,
     DIR_MODE,
@@ -27,7 +28,7 @@ from certctl.store.files import (
     atomic_write,
     fault_point,
 )
-from certctl.store.filesystem import LivePaths, Store
+from certctl.store.filesystem import Store
 
 __all__ = [
     "CERT_MODE",
@@ -36,6 +37,7 @@ __all__ = [
     "KEY_MODE",
     "LIVE_FILES",
     "META_MODE",
+    "CertStore",
     "LivePaths",
     "Store",
     "atomic_write",

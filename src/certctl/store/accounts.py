@@ -29,6 +29,21 @@ class StoreAccounts(StoreLocks):
         digest = hashlib.sha256(server.encode()).hexdigest()[:16]
         return self.root / "accounts" / digest
 
+    def account_servers(self) -> list[str]:
+        """The CA directory URLs of the registered accounts (from their account.toml)."""
+        import tomllib
+
+        servers = []
+        for directory in sorted((self.root / "accounts").glob("*")):
+            try:
+                data = tomllib.loads((directory / "account.toml").read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue  # an unregistered key, or damaged metadata (doctor reports it)
+            server = data.get("server")
+            if isinstance(server, str) and self._account_dir(server) == directory:
+                servers.append(server)
+        return sorted(servers)
+
     def read_account(self, server: str) -> tuple[AccountRecord, bytes] | None:
         """The account record and key PEM for a CA directory URL, or None."""
         directory = self._account_dir(server)

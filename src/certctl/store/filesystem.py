@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from certctl.errors import BadInput, CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current, RecordError
 from certctl.policy.names import check_cert_name
+from certctl.store.contract import LivePaths, no_transaction
 from certctl.store.files import (
     CERT_MODE,
     KEY_MODE,
@@ -31,28 +31,27 @@ _VERSION_DIR = re.compile(r"[1-9][0-9]{0,8}")
 _LIVE_TARGET = re.compile(r"versions/([1-9][0-9]{0,8})")  # exactly what switch_live writes
 
 
-@dataclass(frozen=True)
-class LivePaths:
-    """Stable paths a web server points at; they always hold a matching pair."""
-
-    directory: Path
-    cert: Path
-    chain: Path
-    fullchain: Path
-    privkey: Path
-
-    def as_dict(self) -> dict[str, str]:
-        """Paths as strings, for reports and hook environments."""
-        return {
-            "cert": str(self.cert),
-            "chain": str(self.chain),
-            "fullchain": str(self.fullchain),
-            "privkey": str(self.privkey),
-        }
-
-
 class Store(StorePendingKeys):
     """A certctl store rooted at one directory: certificates, their versions and live files."""
+
+    backend = "filesystem"
+
+    @property
+    def location(self) -> str:
+        """The store directory, for messages."""
+        return str(self.root)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Each write is atomic on its own; the live switch is the commit point."""
+        return no_transaction()
+
+    def close(self) -> None:
+        """Nothing to release: locks are closed with their `with` blocks."""
+
+    def owns_path(self, path: Path) -> bool:
+        """True when `path` is the store directory or inside it."""
+        resolved, root = path.resolve(), self.root.resolve()
+        return resolved == root or root in resolved.parents
 
     # ---- certificates -----------------------------------------------------
 
@@ -202,6 +201,7 @@ class Store(StorePendingKeys):
         facts: Current | None = None,
         record: CertRecord | None = None,
         previous: CertRecord | None = None,
+        number: int | None = None,
     ) -> int:
         """Store a new version (built under a temp name, renamed whole); returns its number.
 
@@ -214,7 +214,11 @@ class Store(StorePendingKeys):
         versions_dir = self._cert_dir(name) / "versions"
         self._mkdir(self._cert_dir(name))
         self._mkdir(versions_dir)
-        number = max(self.versions(name), default=0) + 1
+        existing = self.versions(name)
+        if number is None:
+            number = max(existing, default=0) + 1
+        elif number in existing:
+            raise StoreError(f"version {number} of {name!r} exists already")
         tmp = versions_dir / temp_name(str(number))
         try:
             self._mkdir(tmp)

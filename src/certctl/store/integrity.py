@@ -9,37 +9,18 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certctl.errors import CertctlError, StoreError
 from certctl.policy import hints
+from certctl.store.contract import Finding
 from certctl.store.files import leftover_target
 
 if TYPE_CHECKING:
     from certctl.store import Store
 
 PEM_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem in the store."""
-
-    severity: str  # "error" | "warning"
-    name: str  # certificate name, or "" for the store itself
-    path: str
-    problem: str
-
-    def to_json(self) -> dict[str, str]:
-        """The documented JSON shape of one `doctor --json` finding."""
-        return {
-            "severity": self.severity,
-            "name": self.name,
-            "path": self.path,
-            "problem": self.problem,
-        }
 
 
 def check_store(store: Store) -> list[Finding]:

@@ -1,0 +1,257 @@
+"""The store contract: every operation the rest of certctl may ask of a store.
+
+Two backends implement it: the filesystem store (store/filesystem.py, the default,
+no server) and the PostgreSQL store (store/postgres/, for fleets). Nothing outside
+store/ touches store paths or SQL; ops/ and cli/ see only this Protocol.
+
+    ops/, cli/ ──▶ CertStore ──┬─▶ Store      (directory: TOML, PEM, live symlink, flock)
+                               └─▶ PgStore    (tables: one transaction per commit,
+                                               leased locks with fencing, sealed keys)
+
+What both guarantee (README "Store backends"):
+
+- `add_version` + `switch_live` + `write` inside one `transaction()` commit together:
+  after a crash a certificate is as it was or fully updated, never live without its key.
+- `lock(name)` is exclusive across processes (and, on PostgreSQL, across hosts); while
+  it is held, writes for that certificate by anyone else are refused.
+- Keys are readable only by the store's owner (0600 files; sealed rows on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from certctl.errors import CertctlError
+from certctl.models import AccountRecord, CertRecord, Current
+
+
+@dataclass(frozen=True)
+class LivePaths:
+    """Stable paths a web server points at; they always hold a matching pair."""
+
+    directory: Path
+    cert: Path
+    chain: Path
+    fullchain: Path
+    privkey: Path
+
+    def as_dict(self) -> dict[str, str]:
+        """Paths as strings, for reports and hook environments."""
+        return {
+            "cert": str(self.cert),
+            "chain": str(self.chain),
+            "fullchain": str(self.fullchain),
+            "privkey": str(self.privkey),
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in the store (`doctor`)."""
+
+    severity: str  # "error" | "warning"
+    name: str  # certificate name, or "" for the store itself
+    path: str  # a file, or where in the database ("certificates/NAME version 3")
+    problem: str
+
+    def to_json(self) -> dict[str, str]:
+        """The documented JSON shape of one `doctor --json` finding."""
+        return {
+            "severity": self.severity,
+            "name": self.name,
+            "path": self.path,
+            "problem": self.problem,
+        }
+
+
+class CertStore(Protocol):
+    """The store's operations, as both backends provide them."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: a path, or a URL without its password."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """ "filesystem" or "postgresql"."""
+        ...
+
+    # ---- setup ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True when the store has been created."""
+        ...
+
+    def check(self) -> None:
+        """Refuse a store that cannot be used (not a store, newer format); cheap."""
+        ...
+
+    def ensure(self) -> None:
+        """Create the store if missing (about to write)."""
+        ...
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Writes inside commit together (PostgreSQL) or in the order given (files)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and leases."""
+        ...
+
+    def owns_path(self, path: Path) -> bool:
+        """True when `path` is (inside) the store's own files: never a place to write to."""
+        ...
+
+    # ---- certificates ----------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Names of all certificates, sorted."""
+        ...
+
+    def has(self, name: str) -> bool:
+        """True when a certificate with this name exists."""
+        ...
+
+    def read(self, name: str) -> CertRecord:
+        """One certificate's record; NotFound or StoreError when missing or damaged."""
+        ...
+
+    def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
+        """Every certificate's record (or the error reading it), fast for large stores."""
+        ...
+
+    def write(self, record: CertRecord) -> None:
+        """Write a certificate's record (creating the certificate)."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Delete a certificate with all its versions and pending keys."""
+        ...
+
+    # ---- versions and the live switch ---------------------------------------------------------
+
+    def versions(self, name: str) -> list[int]:
+        """Complete version numbers, ascending."""
+        ...
+
+    def live_version(self, name: str) -> int | None:
+        """The live version, or None."""
+        ...
+
+    def add_version(
+        self,
+        name: str,
+        *,
+        cert: bytes,
+        chain: bytes,
+        key: bytes,
+        facts: Current | None = None,
+        record: CertRecord | None = None,
+        previous: CertRecord | None = None,
+        number: int | None = None,
+    ) -> int:
+        """Store a new (not yet live) version; returns its number (`number`: a copy's)."""
+        ...
+
+    def unswitched_version(self, name: str, cert: bytes, key: bytes) -> int | None:
+        """A complete version newer than live holding exactly this certificate and key."""
+        ...
+
+    def read_version(self, name: str, version: int) -> dict[str, bytes]:
+        """The PEM files of one version (cert.pem, chain.pem, fullchain.pem, privkey.pem)."""
+        ...
+
+    def switch_live(self, name: str, version: int) -> None:
+        """Make `version` the live one, atomically."""
+        ...
+
+    def read_live(self, name: str) -> dict[str, bytes] | None:
+        """The live PEM files, or None."""
+        ...
+
+    def live_paths(self, name: str) -> LivePaths | None:
+        """Files on this host that always hold the live pair, or None (a database store)."""
+        ...
+
+    # ---- pending order keys -------------------------------------------------------------------
+
+    def write_pending_key(self, name: str, key_pem: bytes, key_id: str | None = None) -> None:
+        """Keep the private key of an order in progress."""
+        ...
+
+    def read_pending_key(self, name: str, key_id: str | None = None) -> bytes | None:
+        """The key of the order naming `key_id`, or None."""
+        ...
+
+    def pending_key_ids(self, name: str) -> list[str | None]:
+        """Ids of the pending keys present (None: an older order's key)."""
+        ...
+
+    def drop_pending_key(
+        self, name: str, key_id: str | None = None, *, keep: str | None = None
+    ) -> None:
+        """Delete pending keys no order needs: `key_id`, else all but `keep`."""
+        ...
+
+    # ---- accounts ----------------------------------------------------------------------------
+
+    def account_servers(self) -> list[str]:
+        """The CA directory URLs of the stored accounts, sorted."""
+        ...
+
+    def read_account(self, server: str) -> tuple[AccountRecord, bytes] | None:
+        """The account record and key PEM for a CA directory URL, or None."""
+        ...
+
+    def write_account_key(self, server: str, key_pem: bytes) -> None:
+        """Keep an account key before it is registered anywhere."""
+        ...
+
+    def read_account_key(self, server: str) -> bytes | None:
+        """An account key written before registration completed, or None."""
+        ...
+
+    def write_account(self, record: AccountRecord) -> None:
+        """Store the account record for its CA."""
+        ...
+
+    def begin_account_key_rollover(self, record: AccountRecord, new_key_pem: bytes) -> None:
+        """Make `new_key_pem` the account key, keeping the old one until settled."""
+        ...
+
+    def previous_account_key(self, server: str) -> bytes | None:
+        """The old key of an unsettled rollover, or None."""
+        ...
+
+    def finish_account_key_rollover(self, record: AccountRecord, *, keep_new: bool) -> None:
+        """Settle a rollover once the CA has said which key it accepts."""
+        ...
+
+    # ---- locks -------------------------------------------------------------------------------
+
+    def lock(
+        self, name: str, *, what: str = "certificate", wait: float = 0
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold an exclusive lock; LockHeld (exit 3) names the holder."""
+        ...
+
+    def account_lock(self, server: str) -> contextlib.AbstractContextManager[None]:
+        """Lock serialising account creation for one CA."""
+        ...
+
+
+def live_files(store: CertStore, name: str) -> dict[str, str]:
+    """The live paths as strings for reports; {} when the store has no files on this host."""
+    paths = store.live_paths(name)
+    return paths.as_dict() if paths is not None else {}
+
+
+@contextlib.contextmanager
+def no_transaction() -> Iterator[None]:
+    """The filesystem's transaction(): each write is atomic and ordered on its own."""
+    yield
