@@ -109,20 +109,71 @@ def store(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
-class Certctl:
-    """Runs certctl against one store and one Pebble, in-process or as a subprocess."""
+BACKENDS = ("filesystem", "postgresql")
 
-    def __init__(self, store: Path, pebble: PebbleServer | None) -> None:
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test using the `certctl` fixture runs on both store backends.
+
+    `@pytest.mark.filesystem_only` keeps a test about the store's files (modes, the
+    live symlink, fault points between file writes) on the filesystem alone.
+    """
+    if "backend" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("filesystem_only")
+        metafunc.parametrize("backend", BACKENDS[:1] if only else BACKENDS, scope="function")
+
+
+class Certctl:
+    """Runs certctl against one store and one Pebble, in-process or as a subprocess.
+
+    `location` is what CERTCTL_STORE gets: the directory `store` (filesystem backend)
+    or a postgresql:// URL with `key_file` as its store key. Tests look into the store
+    through the store contract (`open()`, `live()`), never by path, so they hold on
+    both backends.
+    """
+
+    def __init__(
+        self,
+        store: Path,
+        pebble: PebbleServer | None,
+        location: str | None = None,
+        key_file: Path | None = None,
+    ) -> None:
         self.store = store
         self.pebble = pebble
+        self.location = location or str(store)
+        self.key_file = key_file
+
+    @property
+    def backend(self) -> str:
+        """ "postgresql" or "filesystem"."""
+        return "postgresql" if self.location.startswith("postgresql://") else "filesystem"
+
+    def open(self) -> Any:
+        """The store as certctl opens it (the contract: store/contract.py); close it after."""
+        from certctl.store.opening import open_store
+
+        return open_store(self.location, warn=lambda message: None, key_file=self.key_file)
+
+    def live(self, name: str) -> dict[str, bytes]:
+        """The live PEM files (cert.pem, chain.pem, fullchain.pem, privkey.pem) of `name`."""
+        backend = self.open()
+        try:
+            files = backend.read_live(name)
+        finally:
+            backend.close()
+        assert files is not None, f"{name} has no live version"
+        return dict(files)
 
     def env(self) -> dict[str, str]:
         """Environment pointing certctl at the store and the test CA."""
         env = {
-            "CERTCTL_STORE": str(self.store),
+            "CERTCTL_STORE": self.location,
             "CERTCTL_CONFIG": os.devnull,
             "NO_COLOR": "1",
         }
+        if self.key_file is not None:
+            env["CERTCTL_STORE_KEY_FILE"] = str(self.key_file)
         if self.pebble is not None:
             env.update(
                 CERTCTL_SERVER=self.pebble.directory_url,
@@ -162,28 +213,49 @@ class Certctl:
         return json.loads(proc.stdout)
 
 
+def store_key(directory: Path) -> Path:
+    """A new store key file (0600) in `directory`."""
+    from certctl.store.sealing import generate_key_file
+
+    path = directory / "store.key"
+    generate_key_file(path)
+    return path
+
+
 @pytest.fixture
-def certctl(store: Path, pebble: PebbleServer) -> Certctl:
-    """certctl wired to a fresh store and the session's Pebble."""
+def certctl(
+    store: Path, pebble: PebbleServer, backend: str, request: pytest.FixtureRequest
+) -> Certctl:
+    """certctl wired to a fresh store (each backend in turn) and the session's Pebble."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        return Certctl(store, pebble, location=url, key_file=store_key(store.parent))
     return Certctl(store, pebble)
 
 
 @pytest.fixture
-def offline(store: Path) -> Certctl:
-    """certctl with a fresh store and no CA (for commands that never talk to one)."""
+def offline(store: Path, backend: str, request: pytest.FixtureRequest) -> Certctl:
+    """certctl with a fresh store (each backend in turn) and no CA (commands that need none)."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        return Certctl(store, None, location=url, key_file=store_key(store.parent))
     return Certctl(store, None)
 
 
-def make_due(store: Path, name: str, days: float = 1000) -> None:
+def make_due(store: Path | Certctl, name: str, days: float = 1000) -> None:
     """Make a certificate due now: renew when `days` (beyond its lifetime) are left.
 
-    Written to the store directly: `certctl set` refuses a renewal point that makes a
-    fresh certificate due at once (every renew-due run would renew it).
+    Written to the store directly (a directory, or the store of a Certctl runner on
+    either backend): `certctl set` refuses a renewal point that makes a fresh
+    certificate due at once (every renew-due run would renew it).
     """
     from certctl.store import Store
 
-    backend = Store(store)
-    with backend.lock(name):
-        record = backend.read(name)
-        record.renew_before_days = days
-        backend.write(record)
+    backend = store.open() if isinstance(store, Certctl) else Store(store)
+    try:
+        with backend.lock(name):
+            record = backend.read(name)
+            record.renew_before_days = days
+            backend.write(record)
+    finally:
+        backend.close()
