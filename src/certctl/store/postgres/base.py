@@ -146,7 +146,12 @@ class PgBase:
         self._schema_checked = True
 
     def _ensure_for_write(self) -> None:
-        if not self.exists():
+        """Before a write: the tables exist and their schema is one this certctl knows."""
+        if self._schema_checked:
+            return
+        if self.exists():
+            self.check()
+        else:
             self.ensure()
 
     # ---- sealed secrets ------------------------------------------------------------------
