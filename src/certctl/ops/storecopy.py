@@ -4,7 +4,8 @@ A copy reads the source through the store contract only (it never writes to it)
 and writes into an empty target: accounts with their keys (and an unsettled
 rollover's old key), then per certificate every version under its own number, the
 live switch, the pending orders' keys and the record (notice and back-off state
-are part of it). Into PostgreSQL the whole copy is one transaction. Then it is
+are part of it). Into PostgreSQL the whole copy is one transaction; into a new
+directory, files are synced once at the end (bulk_load). Then it is
 verified: the target's own integrity check, and every record, version, key and
 account compared with the source's.
 """
@@ -63,19 +64,21 @@ def copy_store(ctx: Context, target: CertStore) -> CopyReport:
             " (nothing was changed)"
         )
     report = CopyReport(source=source.location, target=target.location)
-    records = source.records()
-    for name, record in records:
-        if isinstance(record, CertctlError):
+    names = source.names()
+    for name in names:  # read one by one: records() would refresh the source's list cache
+        try:
+            source.read(name)
+        except CertctlError as e:
             raise OperationFailed(
-                f"store copy: {name!r} cannot be read in the source ({record}); fix it"
+                f"store copy: {name!r} cannot be read in the source ({e}); fix it"
                 " (see 'certctl doctor') and copy again: nothing was copied"
-            )
+            ) from e
     target.ensure()
-    with target.transaction():
+    with target.bulk_load():
         for server in source.account_servers():
             _copy_account(source, target, server)
             report.accounts += 1
-        for name, _ in records:
+        for name in names:
             versions, pending = _copy_certificate(source, target, name)
             report.certificates += 1
             report.versions += versions
@@ -107,8 +110,12 @@ def _copy_certificate(source: CertStore, target: CertStore, name: str) -> tuple[
     versions = source.versions(name)
     for number in versions:
         files = source.read_version(name, number)
-        facts: Current = facts_of(cert_info_pem(files["cert.pem"]))
-        facts.version = number
+        facts: Current | None = None
+        try:  # what the version's own metadata says, as the store would have written it
+            facts = facts_of(cert_info_pem(files["cert.pem"]))
+            facts.version = number
+        except CertctlError:
+            facts = None  # not a certificate certctl can read: copied as the bytes it is
         target.add_version(
             name,
             cert=files["cert.pem"],

@@ -99,6 +99,10 @@ class CertStore(Protocol):
         """Writes inside commit together (PostgreSQL) or in the order given (files)."""
         ...
 
+    def bulk_load(self) -> contextlib.AbstractContextManager[None]:
+        """Filling a new store nobody reads yet: durable at the end, not per write."""
+        ...
+
     def close(self) -> None:
         """Release connections and leases."""
         ...

@@ -6,6 +6,8 @@ import contextlib
 import errno
 import os
 import re
+import threading
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,35 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP if pause else signal.SIGKILL)
 
 
+_deferred = threading.local()  # inside deferred_sync(): fsync once at the end, not per file
+
+
+@contextlib.contextmanager
+def deferred_sync() -> Iterator[None]:
+    """Writes inside skip their fsyncs; one sync() of everything when the block ends.
+
+    For filling a new store that nobody uses until it is complete (`store copy`):
+    renames stay atomic, and durability comes once, at the end, instead of ~13
+    fsyncs a certificate. Never for a store that a web server reads.
+    """
+    outer = getattr(_deferred, "on", False)
+    _deferred.on = True
+    try:
+        yield
+    finally:
+        _deferred.on = outer
+        if not outer:
+            os.sync()
+
+
+def _fsync(fd: int) -> None:
+    if not getattr(_deferred, "on", False):
+        os.fsync(fd)
+
+
 def fsync_dir(path: Path) -> None:
+    if getattr(_deferred, "on", False):
+        return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -106,7 +136,7 @@ def write_new(path: Path, data: bytes, mode: int, owner: tuple[int, int] = (-1, 
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        _fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):

@@ -45,6 +45,12 @@ class Store(StorePendingKeys):
         """Each write is atomic on its own; the live switch is the commit point."""
         return no_transaction()
 
+    def bulk_load(self) -> contextlib.AbstractContextManager[None]:
+        """One sync() at the end instead of an fsync per file (store/files.deferred_sync)."""
+        from certctl.store.files import deferred_sync
+
+        return deferred_sync()
+
     def close(self) -> None:
         """Nothing to release: locks are closed with their `with` blocks."""
 

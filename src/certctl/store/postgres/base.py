@@ -57,7 +57,7 @@ class PgBase:
         self._connections: list[Any] = []
         self._guard = threading.Lock()
         self._key: StoreKey | None = None
-        self._schema_checked = False
+        self._ready = False  # the tables exist with a schema this certctl knows
 
     @property
     def location(self) -> str:
@@ -97,11 +97,29 @@ class PgBase:
         """Everything inside commits together or not at all (nested: a savepoint)."""
         import psycopg
 
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            local.fenced = set()  # names whose lock row this transaction holds FOR UPDATE
+        local.depth = depth + 1
         try:
             with self.conn().transaction():
                 yield
         except psycopg.Error as e:
             raise_database_error(e, self._location, "commit")
+        finally:
+            local.depth = depth
+
+    def bulk_load(self) -> contextlib.AbstractContextManager[None]:
+        """One transaction (commit makes it durable at once)."""
+        return self.transaction()
+
+    def fenced(self) -> set[str] | None:
+        """Lock names already checked in this thread's open transaction (None: none open)."""
+        if getattr(self._local, "depth", 0) == 0:
+            return None
+        found: set[str] = self._local.fenced
+        return found
 
     def close(self) -> None:
         """Close every connection this store opened."""
@@ -119,7 +137,7 @@ class PgBase:
 
     def exists(self) -> bool:
         """True when the store's tables have been created."""
-        return self._version() is not None
+        return self._ready or self._version() is not None
 
     def _version(self) -> int | None:
         import psycopg
@@ -131,9 +149,10 @@ class PgBase:
 
     def check(self) -> None:
         """Refuse a store with a newer schema than this certctl knows (one round trip)."""
-        if not self._schema_checked:
-            refuse_newer(self._version(), self._location)
-            self._schema_checked = True
+        if not self._ready:
+            version = self._version()
+            refuse_newer(version, self._location)
+            self._ready = version is not None
 
     def ensure(self) -> None:
         """Create the tables, or migrate them forward, before the first write."""
@@ -143,15 +162,11 @@ class PgBase:
             migrate(self.conn(), self._location)
         except psycopg.Error as e:
             raise_database_error(e, self._location, "create the store's tables")
-        self._schema_checked = True
+        self._ready = True
 
     def _ensure_for_write(self) -> None:
         """Before a write: the tables exist and their schema is one this certctl knows."""
-        if self._schema_checked:
-            return
-        if self.exists():
-            self.check()
-        else:
+        if not self._ready:
             self.ensure()
 
     # ---- sealed secrets ------------------------------------------------------------------

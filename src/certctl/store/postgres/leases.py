@@ -120,6 +120,9 @@ class PgLocks(PgBase):
         a live lease.
         """
         key = lock_key(name, what)
+        checked = self.fenced()
+        if checked is not None and key in checked:
+            return  # its lock row is ours FOR UPDATE until this transaction ends
         token = self._held().get(key)
         row = self.run(
             "check the lock",
@@ -135,11 +138,12 @@ class PgLocks(PgBase):
                     f" over{taken}; nothing was written (raise [store] lease if this host"
                     " pauses for long)"
                 )
-            return
-        if row is not None and row[2]:
+        elif row is not None and row[2]:
             raise LockHeld(
                 f"{what} {name!r} is locked by {row[1]}; another certctl is running — retry later"
             )
+        if checked is not None and row is not None:
+            checked.add(key)  # no row: nothing locked FOR UPDATE, check again next time
 
     # ---- the heartbeat ---------------------------------------------------------------------
 
