@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -39,6 +40,31 @@ class StoreRoot:
     def __init__(self, root: Path, warn: Warn | None = None) -> None:
         self.root = Path(os.path.abspath(root))
         self._warn: Warn = warn or (lambda message: print(message, file=sys.stderr))
+
+    @property
+    def location(self) -> str:
+        """The store directory, for messages."""
+        return str(self.root)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Each write is atomic on its own; the live switch is the commit point."""
+        from certctl.store.contract import no_transaction
+
+        return no_transaction()
+
+    def bulk_load(self) -> contextlib.AbstractContextManager[None]:
+        """One sync() at the end instead of an fsync per file (store/files.deferred_sync)."""
+        from certctl.store.files import deferred_sync
+
+        return deferred_sync()
+
+    def close(self) -> None:
+        """Nothing to release: locks are closed with their `with` blocks."""
+
+    def owns_path(self, path: Path) -> bool:
+        """True when `path` is the store directory or inside it."""
+        resolved, root = path.resolve(), self.root.resolve()
+        return resolved == root or root in resolved.parents
 
     # ---- setup and safety -------------------------------------------------
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from pathlib import Path
 
 from certctl.errors import BadInput, CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current, RecordError
 from certctl.policy.names import check_cert_name
-from certctl.store.contract import LivePaths, no_transaction
+from certctl.store.contract import LivePaths
 from certctl.store.files import (
     CERT_MODE,
     KEY_MODE,
@@ -35,29 +34,6 @@ class Store(StorePendingKeys):
     """A certctl store rooted at one directory: certificates, their versions and live files."""
 
     backend = "filesystem"
-
-    @property
-    def location(self) -> str:
-        """The store directory, for messages."""
-        return str(self.root)
-
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        """Each write is atomic on its own; the live switch is the commit point."""
-        return no_transaction()
-
-    def bulk_load(self) -> contextlib.AbstractContextManager[None]:
-        """One sync() at the end instead of an fsync per file (store/files.deferred_sync)."""
-        from certctl.store.files import deferred_sync
-
-        return deferred_sync()
-
-    def close(self) -> None:
-        """Nothing to release: locks are closed with their `with` blocks."""
-
-    def owns_path(self, path: Path) -> bool:
-        """True when `path` is the store directory or inside it."""
-        resolved, root = path.resolve(), self.root.resolve()
-        return resolved == root or root in resolved.parents
 
     # ---- certificates -----------------------------------------------------
 
