@@ -42,6 +42,24 @@ SCENARIOS = [
         ("store-10000",),
     ),
     Scenario(
+        "list-10000",
+        float("inf"),
+        "certctl list --json, 10,000 certificates, directory store",
+        ("store-10000",),
+    ),
+    Scenario(
+        "list-10000-pg",
+        float("inf"),
+        "the same on a PostgreSQL store (local server); must be within 2x of list-10000",
+        ("pg-store-10000",),
+    ),
+    Scenario(
+        "renew-due-10000-pg",
+        float("inf"),
+        "renew-due, 10,000 certificates, nothing due, PostgreSQL; within 2x of renew-due-10000",
+        ("pg-store-10000",),
+    ),
+    Scenario(
         "renew-50-parallel-1",
         float("inf"),
         "renew-due renewing 50 due certificates, --parallel 1 (Pebble validating in 0 or 1 s)",
@@ -86,6 +104,8 @@ class Bench:
         self.slow_pebble: Any = None
         self.big_store = work / "store-10000"
         self.renew_store = work / "renew-store"
+        self.postgres: Any = None
+        self.pg_url = ""
         self._setup_errors: dict[str, str] = {}
         self._counter = 0
 
@@ -115,6 +135,8 @@ class Bench:
                     f"built a 10,000-certificate store (nothing due) in"
                     f" {time.perf_counter() - started:.1f} s"
                 )
+            elif need == "pg-store-10000" and self.postgres is None:
+                self._build_pg_store()
             elif need == "pebble" and self.pebble is None:
                 self.pebble = self._start_pebble()
             elif need == "renew-store" and self.slow_pebble is None:
@@ -144,6 +166,33 @@ class Bench:
         if len(entries) != STORE_SIZE or "damaged" in states:
             raise BenchError(f"built store lists {len(entries)} certificates: {states}")
         self.log("certctl list sees: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+
+    def _build_pg_store(self) -> None:
+        """A real PostgreSQL (tests/postgres.py) holding the same 10,000 certificates."""
+        sys.path.insert(0, str(ROOT / "tests"))
+        from postgres import PostgresServer, require_postgres  # tests/postgres.py
+
+        started = time.perf_counter()
+        self.postgres = self.stack.enter_context(PostgresServer(require_postgres()))
+        self.pg_url = self.postgres.create_database("bench")
+        self.pg_key = self.work / "store.key"
+        from certctl.store.sealing import generate_key_file
+
+        generate_key_file(self.pg_key)
+        os.environ["PGPASSFILE"] = str(self.postgres.passfile)  # for the builder's connection
+        build_store(self.pg_url, count=10_000, seed=10_000, mix={}, key_file=self.pg_key)
+        self.log(
+            f"PostgreSQL up and a 10,000-certificate store built in it in"
+            f" {time.perf_counter() - started:.1f} s"
+        )
+
+    def pg_env(self) -> dict[str, str]:
+        return {
+            **self.env,
+            "CERTCTL_STORE": self.pg_url,
+            "CERTCTL_STORE_KEY_FILE": str(self.pg_key),
+            "PGPASSFILE": str(self.postgres.passfile),
+        }
 
     def _start_pebble(self, slow: bool = False) -> Any:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -224,6 +273,13 @@ class Bench:
         if scenario.name == "renew-due-10000":
             env = {**self.env, "CERTCTL_STORE": str(self.big_store)}
             return [exe, "renew-due"], env, _expect_silent
+        if scenario.name == "list-10000":
+            env = {**self.env, "CERTCTL_STORE": str(self.big_store)}
+            return [exe, "list", "--json"], env, _expect_json_count(10_000)
+        if scenario.name == "list-10000-pg":
+            return [exe, "list", "--json"], self.pg_env(), _expect_json_count(10_000)
+        if scenario.name == "renew-due-10000-pg":
+            return [exe, "renew-due"], self.pg_env(), _expect_silent
         if scenario.name.startswith("renew-50-parallel-"):
             parallel = scenario.name.rsplit("-", 1)[1]
             argv = [exe, "renew-due", "--json", "--parallel", parallel]

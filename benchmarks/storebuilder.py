@@ -150,27 +150,29 @@ def _dates(
 
 
 def build_store(
-    root: Path,
+    root: Path | str,
     count: int = STORE_SIZE,
     seed: int = 20250,
     mix: dict[str, float] | None = None,
+    key_file: Path | None = None,
 ) -> dict[str, int]:
-    """Fill a new store at `root` with `count` certificates through certctl's Store API.
+    """Fill a new store at `root` with `count` certificates through the store contract.
 
-    Returns how many records were built for each intended state. fsync is stubbed out
-    while building (a throwaway store needs no durability; it is ~10 fsyncs a
-    certificate); what `list` later reads is byte-for-byte what certctl writes.
+    `root` is a directory or a postgresql:// URL (with `key_file`, its store key).
+    Returns how many records were built for each intended state. Durability is
+    deferred while building (a throwaway store needs no fsync per file; on PostgreSQL
+    it is one transaction); what `list` later reads is byte-for-byte what certctl writes.
     """
     from certctl.models import Challenge, Current, OrderState
-    from certctl.store import Store
+    from certctl.store.opening import open_store
 
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(microsecond=0)
     key_pem, pairs = _templates()
-    store = Store(root)
+    store = open_store(str(root), key_file=key_file)
     built: dict[str, int] = {}
-    with mock.patch("os.fsync", lambda fd: None):
-        store.ensure()
+    store.ensure()
+    with mock.patch("os.fsync", lambda fd: None), store.bulk_load():
         for index in range(count):
             record, wanted = _record(rng, index, now, STATE_MIX if mix is None else mix)
             built[wanted] = built.get(wanted, 0) + 1
@@ -214,6 +216,7 @@ def build_store(
             if record.source != "upload":  # as after an earlier run: ARI checked recently
                 record.renewal["ari_next_check"] = now + timedelta(hours=rng.uniform(1, 6))
             store.write(record)
+    store.close()
     return built
 
 

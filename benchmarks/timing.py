@@ -254,6 +254,20 @@ def json_document(
     }
 
 
+PG_PAIRS = (("list-10000-pg", "list-10000"), ("renew-due-10000-pg", "renew-due-10000"))
+PG_LIMIT = 2.0  # PostgreSQL within 2x of the directory store (issue 13)
+
+
+def backend_ratios(outcomes: list[Outcome]) -> dict[str, float]:
+    """Median PostgreSQL time over median directory time, per pair that both ran."""
+    by_name = {o.scenario.name: o for o in outcomes if o.times}
+    ratios = {}
+    for pg, fs in PG_PAIRS:
+        if pg in by_name and fs in by_name:
+            ratios[pg] = statistics.median(by_name[pg].times) / statistics.median(by_name[fs].times)
+    return ratios
+
+
 def parallel_speedup(outcomes: list[Outcome]) -> float | None:
     """Median --parallel 1 time over median --parallel 8 time, when both ran."""
     by_name = {o.scenario.name: o for o in outcomes if o.times}
