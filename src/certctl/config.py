@@ -217,6 +217,15 @@ SCHEMA = Table(
                 "lease": Number(5, 3600, unit="of seconds", low_inclusive=True),
             }
         ),
+        "deploy": Table(
+            {
+                "dir": Text("a directory"),
+                "names": ListOf(Text("a certificate name or glob"), single=True),
+                "hook": Text("a command"),
+                "host_id": Text("a host name"),
+                "owner": Text("USER[:GROUP]"),
+            }
+        ),
         "checks": Table(
             {
                 "http_port": PORT,

@@ -52,6 +52,7 @@ def make_solver(
             validation.http_port or 80, store=store
         ),
         ("http", "webroot"): lambda: http().WebrootSolver(validation.webroot or ""),
+        ("http", "fleet"): lambda: FleetSolver(store),
         ("http", "manual"): lambda: ManualSolver(),
         ("dns", "manual"): lambda: ManualSolver(),
         ("dns", "rfc2136"): lambda: rfc2136().Rfc2136Solver(validation.settings, reporter),
@@ -72,3 +73,31 @@ class ManualSolver:
 
     def cleanup(self, challenges: list[Challenge]) -> None:
         """Nothing: the user removes them."""
+
+
+class FleetSolver:
+    """HTTP-01 behind a load balancer: the responses go into the shared store.
+
+    `certctl serve-challenges` on every host behind the balancer answers them from
+    there (challenges/responder.py), so the CA may reach any host.
+    """
+
+    def __init__(self, store: CertStore | None) -> None:
+        if store is None:
+            raise BadInput("--http-fleet needs the store")
+        self.store = store
+
+    def present(self, challenges: list[Challenge]) -> None:
+        """Publish every response in the store."""
+        for challenge in challenges:
+            self.store.publish_challenge(challenge.token, challenge.validation.encode())
+
+    def cleanup(self, challenges: list[Challenge]) -> None:
+        """Withdraw them (each on its own: one failure doesn't keep the others)."""
+        import contextlib
+
+        from certctl.errors import CertctlError
+
+        for challenge in challenges:
+            with contextlib.suppress(CertctlError):
+                self.store.withdraw_challenge(challenge.token)

@@ -146,6 +146,7 @@ def _register() -> None:
     from certctl.cli import (
         account,
         doctor,
+        fleet,
         issue,
         listing,
         order,
@@ -158,7 +159,10 @@ def _register() -> None:
     from certctl.cli.globalopts import add_global_options
     from certctl.cli.options import add_name_completion
 
-    modules = (order, verify, issue, upload, listing, renewdue, doctor, show, account, storecmd)
+    modules = (
+        *(order, verify, issue, upload, listing, renewdue, doctor, show, account),
+        *(storecmd, fleet),
+    )
     for module in modules:
         for command in module.COMMANDS:
             add_global_options(command)

@@ -42,6 +42,12 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
             "--standalone", is_flag=True, help="HTTP-01: serve it from certctl's own server."
         ),
         click.option(
+            "--http-fleet",
+            is_flag=True,
+            help="HTTP-01 behind a load balancer: publish it in the shared store, where"
+            " 'certctl serve-challenges' on every host answers it.",
+        ),
+        click.option(
             "--manual",
             is_flag=True,
             help="Publish the challenge by hand (the default for a new certificate).",
@@ -117,6 +123,7 @@ class OrderOptions:
     challenge: str | None
     webroot: str | None
     standalone: bool
+    http_fleet: bool
     manual: bool
     http_port: int | None
     key_type: str
@@ -151,6 +158,7 @@ def _request(options: OrderOptions) -> OrderRequest:
         for flag, given in (
             ("--webroot", options.webroot),
             ("--standalone", options.standalone),
+            ("--http-fleet", options.http_fleet),
             ("--manual", options.manual),
             ("--dns-provider", bool(options.dns_provider) and not _both_manual(options)),
         )
@@ -166,6 +174,8 @@ def _request(options: OrderOptions) -> OrderRequest:
         if options.webroot
         else "standalone"
         if options.standalone
+        else "fleet"
+        if options.http_fleet
         else "manual"
         if options.manual
         else None

@@ -204,7 +204,9 @@ def list_table(entries: list[ListEntry]) -> None:
             markup=False,
         )
         return
-    header = ("NAME", "DOMAINS", "ISSUER", "NOT AFTER", "DAYS", "RENEWAL", "STATE")
+    fleet = any(entry.deployments for entry in entries)  # a DEPLOYED column once hosts deploy
+    header: tuple[str, ...] = ("NAME", "DOMAINS", "ISSUER", "NOT AFTER", "DAYS", "RENEWAL")
+    header += ("STATE", "DEPLOYED") if fleet else ("STATE",)
     rows = [
         (
             entry.name,
@@ -214,6 +216,7 @@ def list_table(entries: list[ListEntry]) -> None:
             "-" if entry.days_left is None else f"{entry.days_left:.0f}",
             entry.method,
             entry.state,
+            *((entry.deployed,) if fleet else ()),
         )
         for entry in entries
     ]
@@ -237,7 +240,7 @@ def list_table(entries: list[ListEntry]) -> None:
 
 def renew_report(report: RenewReport) -> None:
     """One line per certificate that needed something; nothing at all otherwise (cron)."""
-    if not report.outcomes:
+    if all(o.action == "taken" for o in report.outcomes):
         return
     out = _Out()
     labels = {
@@ -247,9 +250,12 @@ def renew_report(report: RenewReport) -> None:
         "would-renew": "would renew",
         "would-notify": "would notify",
         "locked": "skipped (locked)",
+        "lagging": "WARNING: a host lags behind",
         "damaged": "DAMAGED",
     }
     for outcome in report.outcomes:
+        if outcome.action == "taken":
+            continue  # another host of the fleet is on it: nothing for this host's cron mail
         line = f"{outcome.name}: {labels.get(outcome.action, outcome.action)}"
         if outcome.detail:
             line += f" — {outcome.detail}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from certctl.context import Context
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.policy.names import unicode_domain
 from certctl.policy.timing import status_of
+from certctl.store.contract import Deployment
 
 
 @dataclass
@@ -26,6 +27,17 @@ class ListEntry:
     state: str
     reason: str
     profile: str | None = None
+    live_version: int | None = None
+    deployments: list[Deployment] = field(default_factory=list)  # fleet: host → version
+
+    @property
+    def deployed(self) -> str:
+        """The fleet column: hosts on the live version out of all that deployed it."""
+        if not self.deployments:
+            return "-"
+        current = sum(1 for d in self.deployments if d.version == self.live_version)
+        total = len(self.deployments)
+        return f"{total} host(s)" if current == total else f"{current}/{total} current"
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON shape of one `list --json` entry."""
@@ -41,6 +53,8 @@ class ListEntry:
             "profile": self.profile,
             "state": self.state,
             "reason": self.reason,
+            "live_version": self.live_version,
+            "deployments": [d.to_json() for d in self.deployments],
         }
 
 
@@ -50,6 +64,7 @@ def list_certificates(ctx: Context) -> list[ListEntry]:
 
     now = ctx.now()
     entries = []
+    fleet = ctx.store.all_deployments()
     for name, record in ctx.store.records():
         if isinstance(record, NotFound):
             continue  # a first order interrupted before its metadata was written
@@ -71,6 +86,8 @@ def list_certificates(ctx: Context) -> list[ListEntry]:
                 state=status.state,
                 reason=status.reason,
                 profile=record.profile,
+                live_version=current.version if current else None,
+                deployments=fleet.get(name, []),
             )
         )
     return entries

@@ -44,7 +44,8 @@ class Outcome:
     """What happened to one certificate."""
 
     name: str
-    action: str  # renewed | failed | notified | would-renew | would-notify | locked | damaged
+    action: str  # renewed | failed | notified | would-renew | would-notify | locked | taken
+    # | damaged; "taken": another host of a fleet holds the lock (silent, exit 0)
     detail: str = ""
     serial: str | None = None
     not_after: datetime | None = None
@@ -105,7 +106,8 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     now = ctx.now()
     candidates: dict[str, int | None] = {}
     outcomes: list[Outcome] = []
-    for name, record in ctx.store.records():
+    records = ctx.store.records()
+    for name, record in records:
         if isinstance(record, NotFound):
             continue  # a first order interrupted before its metadata was written
         if not isinstance(record, CertRecord):
@@ -127,8 +129,38 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
             ]
             outcomes.extend(f.result() for f in futures)
     outcomes = [o for o in outcomes if o.action != "nothing"]
+    outcomes += _lagging_hosts(ctx, records, now)
     outcomes.sort(key=lambda o: o.name)
     return RenewReport(checked=len(names), outcomes=outcomes)
+
+
+LAG = timedelta(days=1)  # a host this long behind the live version is a warning
+
+
+def _lagging_hosts(
+    ctx: Context, records: list[tuple[str, CertRecord | CertctlError]], now: datetime
+) -> list[Outcome]:
+    """A warning per host that still serves an older version a day after the live one came."""
+    fleet = ctx.store.all_deployments()
+    found = []
+    for name, record in records:
+        if not isinstance(record, CertRecord) or record.current is None or name not in fleet:
+            continue
+        live = record.current
+        if now - live.not_before < LAG:
+            continue
+        behind = [d for d in fleet[name] if d.version < live.version]
+        if behind:
+            hosts = ", ".join(f"{d.host} (version {d.version})" for d in behind)
+            found.append(
+                Outcome(
+                    name,
+                    "lagging",
+                    f"{hosts} still serve(s) an older version than the live {live.version}"
+                    f" (issued {live.not_before:%Y-%m-%d %H:%M} UTC): run 'certctl deploy' there",
+                )
+            )
+    return found
 
 
 def _needs_attention(
@@ -213,6 +245,10 @@ def _handle(
                 return _notify(ctx, record, now, notice_days, channels, decision.reason)
             return Outcome(name, "nothing")
     except LockHeld as e:
+        if ctx.store.backend == "postgresql":
+            # a fleet: another host holds it and does the work (and reports its failures);
+            # the same cron line on every host must stay silent (exit 0)
+            return Outcome(name, "taken", str(e))
         return Outcome(name, "locked", str(e))
     except CertctlError as e:
         return Outcome(name, "failed", str(e))

@@ -20,7 +20,7 @@ class OrderRequest:
     domains: list[str]
     name: str | None = None
     challenge: str | None = None  # None: the certificate's current one, else http
-    method: str | None = None  # standalone | webroot | manual | rfc2136 | hook; None: keep
+    method: str | None = None  # standalone | webroot | fleet | manual | rfc2136 | hook; None: keep
     webroot: str | None = None
     http_port: int | None = None
     key_type: str = "ec256"
@@ -65,7 +65,7 @@ def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
             raise BadInput(
                 f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
             )
-    elif request.method in ("standalone", "webroot"):
+    elif request.method in ("standalone", "webroot", "fleet"):
         raise BadInput(
             f"--{request.method} is for HTTP validation; drop it or use --challenge http"
         )

@@ -96,6 +96,8 @@ def _validation_args(record: CertRecord) -> list[str]:
         args.append("--standalone")
         if validation.http_port:
             args += ["--http-port", str(validation.http_port)]
+    elif method == "fleet":
+        args.append("--http-fleet")
     elif method == "webroot" and validation.webroot:
         args += ["--webroot", validation.webroot]
     elif method in ("rfc2136", "hook"):

@@ -23,7 +23,13 @@ from certctl.policy.timing import ari_of, due_at, renewal_wanted
 
 ConfirmDrop = Callable[[str], bool]
 
-_CHALLENGE_OF = {"standalone": "http", "webroot": "http", "rfc2136": "dns", "hook": "dns"}
+_CHALLENGE_OF = {
+    "standalone": "http",
+    "webroot": "http",
+    "fleet": "http",
+    "rfc2136": "dns",
+    "hook": "dns",
+}
 
 
 @dataclass(frozen=True)

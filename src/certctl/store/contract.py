@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -66,6 +67,19 @@ class Finding:
             "path": self.path,
             "problem": self.problem,
         }
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One host's copy of a certificate: which version `deploy` wrote there, and when."""
+
+    host: str
+    version: int
+    at: datetime
+
+    def to_json(self) -> dict[str, object]:
+        """The documented JSON shape (list --json, show --json, deploy --json)."""
+        return {"host": self.host, "version": self.version, "at": self.at.isoformat()}
 
 
 class CertStore(Protocol):
@@ -234,6 +248,32 @@ class CertStore(Protocol):
 
     def finish_account_key_rollover(self, record: AccountRecord, *, keep_new: bool) -> None:
         """Settle a rollover once the CA has said which key it accepts."""
+        ...
+
+    # ---- fleets: challenge responses any host serves, and who deployed what ---------------
+
+    def publish_challenge(self, token: str, content: bytes) -> None:
+        """Keep an HTTP-01 response where `serve-challenges` on every host finds it."""
+        ...
+
+    def challenge_response(self, token: str) -> bytes | None:
+        """The published response for `token`, or None."""
+        ...
+
+    def withdraw_challenge(self, token: str) -> None:
+        """Remove a published response (no error when it is gone)."""
+        ...
+
+    def record_deployment(self, name: str, host: str, version: int, at: datetime) -> None:
+        """Note that `host` now serves `version` of `name`."""
+        ...
+
+    def deployments(self, name: str) -> list[Deployment]:
+        """Which hosts deployed which version of `name`, by host name."""
+        ...
+
+    def all_deployments(self) -> dict[str, list[Deployment]]:
+        """Every certificate's deployments, in one read (for `list`)."""
         ...
 
     # ---- locks -------------------------------------------------------------------------------

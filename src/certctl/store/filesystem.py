@@ -23,14 +23,14 @@ from certctl.store.files import (
     to_toml,
     write_failed,
 )
+from certctl.store.fleetfiles import StoreFleet
 from certctl.store.origin import origin_of, previous_record, read_toml, settle_on
-from certctl.store.pending import StorePendingKeys
 
 _VERSION_DIR = re.compile(r"[1-9][0-9]{0,8}")
 _LIVE_TARGET = re.compile(r"versions/([1-9][0-9]{0,8})")  # exactly what switch_live writes
 
 
-class Store(StorePendingKeys):
+class Store(StoreFleet):
     """A certctl store rooted at one directory: certificates, their versions and live files."""
 
     backend = "filesystem"

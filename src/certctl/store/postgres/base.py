@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from certctl.errors import BadInput, CertctlError, StoreError
 from certctl.store.files import json_decode, json_encode
 from certctl.store.postgres.connection import check_url, connect, raise_database_error, redact
-from certctl.store.postgres.schema import migrate, refuse_newer, schema_version
+from certctl.store.postgres.schema import SCHEMA_VERSION, migrate, refuse_newer, schema_version
 
 if TYPE_CHECKING:
     from certctl.store.sealing import StoreKey
@@ -152,6 +152,8 @@ class PgBase:
         if not self._ready:
             version = self._version()
             refuse_newer(version, self._location)
+            if version is not None and version < SCHEMA_VERSION:
+                self.ensure()  # written by an older certctl: bring it forward once
             self._ready = version is not None
 
     def ensure(self) -> None:

@@ -38,7 +38,7 @@ RETURNING token
 
 def holder_id() -> str:
     """Who holds a lock, as the message for a held lock names it."""
-    return f"host {socket.gethostname()} pid {os.getpid()}"
+    return f"host {os.environ.get('CERTCTL_HOST_ID') or socket.gethostname()} pid {os.getpid()}"
 
 
 def lock_key(name: str, what: str) -> str:

@@ -12,6 +12,8 @@ schema is newer than this certctl knows is refused before anything is written.
     certctl_pending_keys  (name, key_id) → sealed key of an order in progress
     certctl_accounts      server → record, sealed key, sealed old key (rollover)
     certctl_locks         name → fencing token, holder, lease expiry
+    certctl_challenges    token → HTTP-01 response (schema 2: fleets)
+    certctl_deployments   (name, host) → version deployed there, when (schema 2)
 """
 
 from __future__ import annotations
@@ -66,6 +68,21 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
                 backend_pid integer NOT NULL,
                 expires_at timestamptz NOT NULL)""",
             "CREATE SEQUENCE certctl_fencing_tokens",
+        ),
+    ),
+    (
+        2,  # fleets: HTTP-01 responses every host serves, and who deployed which version
+        (
+            """CREATE TABLE certctl_challenges (
+                token text PRIMARY KEY,
+                content bytea NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now())""",
+            """CREATE TABLE certctl_deployments (
+                name text NOT NULL,
+                host text NOT NULL,
+                version integer NOT NULL,
+                deployed_at timestamptz NOT NULL,
+                PRIMARY KEY (name, host))""",
         ),
     ),
 ]

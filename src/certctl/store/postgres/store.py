@@ -16,8 +16,8 @@ from certctl.policy.names import check_cert_name
 from certctl.store.contract import LivePaths
 from certctl.store.files import LIVE_FILES, fault_point
 from certctl.store.origin import origin_of
-from certctl.store.postgres.accounts import PgAccounts
 from certctl.store.postgres.base import from_json, to_json
+from certctl.store.postgres.fleet import PgFleet
 
 _NO_ID = ""  # the key_id column of an older order's pending key (pending.key on disk)
 
@@ -30,7 +30,7 @@ def _pending_context(name: str, key_id: str | None) -> str:
     return f"pending:{name}:{key_id or _NO_ID}"
 
 
-class PgStore(PgAccounts):
+class PgStore(PgFleet):
     """The store contract (store/contract.py) on PostgreSQL tables."""
 
     # ---- certificates ----------------------------------------------------------------------
@@ -117,7 +117,7 @@ class PgStore(PgAccounts):
             raise NotFound(f"no certificate named {name!r} in {self.location}: see 'certctl list'")
         with self.transaction():
             self.fence(name)
-            for table in ("live", "versions", "pending_keys", "certificates"):
+            for table in ("live", "versions", "pending_keys", "deployments", "certificates"):
                 self.run(
                     f"remove {name!r}",
                     f"DELETE FROM certctl_{table} WHERE name = %s",  # noqa: S608
