@@ -274,7 +274,7 @@ class PostgresServer:
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
-            "max_connections": "100",
+            "max_connections": "300",  # ten simulated hosts at --parallel 4: ~90
             "shared_buffers": "16MB",
             "logging_collector": "off",
         }
