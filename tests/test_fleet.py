@@ -170,6 +170,14 @@ def test_http01_through_any_host_behind_the_balancer(
     with responders(hosts, pebble) as proxy:
         for i in range(6):  # each issuance from another host; the CA reaches whichever
             obtain(hosts[i % 3], unique("lb"))
+        store = hosts[0].open()
+        try:  # only the three responders are connected now: one or two connections each
+            open_now = store.run(
+                "n", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'certctl'"
+            ).fetchone()[0]
+        finally:
+            store.close()
+        assert open_now <= 3 * 2 + 1, open_now  # not one per request served
     assert sum(proxy.hits) >= 6
     assert all(hits > 0 for hits in proxy.hits), proxy.hits  # every host answered some
     store = hosts[0].open()

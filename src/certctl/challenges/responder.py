@@ -6,7 +6,7 @@ answers `GET /.well-known/acme-challenge/<token>` with them. Nothing else is
 served: any other path, method or a token not published is 404 (405 for methods
 other than GET and HEAD). Requests are bounded (line and header sizes, a socket
 timeout, a cap on connections in flight) and store lookups run one at a time on
-the store's connection.
+one thread, so a database store uses one connection however many requests come.
 """
 
 from __future__ import annotations
@@ -85,21 +85,32 @@ class ChallengeServer(http.server.ThreadingHTTPServer):
 
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
+        from concurrent.futures import ThreadPoolExecutor
+
         super().__init__(address, _Handler)
         self.store = store
-        self._store_lock = threading.Lock()
+        # every lookup on one thread: a database store keeps one connection per thread,
+        # and request threads come and go (one per connection)
+        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup")
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def lookup(self, token: str) -> bytes | None:
         """The published response for `token` (None when unknown or the store fails)."""
+        return self._lookups.submit(self._lookup, token).result()
+
+    def _lookup(self, token: str) -> bytes | None:
         from certctl.errors import CertctlError
 
-        with self._store_lock:  # one connection, one query at a time
-            try:
-                return self.store.challenge_response(token)
-            except CertctlError as e:
-                log.warning("challenge lookup failed: %s", e)
-                return None
+        try:
+            return self.store.challenge_response(token)
+        except CertctlError as e:
+            log.warning("challenge lookup failed: %s", e)
+            return None
+
+    def server_close(self) -> None:
+        """Stop the lookup thread too."""
+        super().server_close()
+        self._lookups.shutdown(wait=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Refuse (close) a connection beyond MAX_CONNECTIONS instead of queueing threads."""
