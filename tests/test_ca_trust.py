@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -352,7 +353,8 @@ def test_rollover_shows_the_changed_manual_dns_value_and_verify_expects_it(
         assert human.returncode == 0, human.stderr
         out = human.stdout + human.stderr
         assert domain in out and record in out and old_value not in out
-        stored = Store(certctl.store).read(domain).order
+        with closing(certctl.open()) as store:
+            stored = store.read(domain).order
         assert stored is not None
         new_value = stored.challenges[0].validation
         assert new_value != old_value and new_value in out
@@ -376,8 +378,7 @@ def test_verify_says_when_the_stored_value_is_stale(certctl: Certctl, pebble: Pe
     """A rollover by an older certctl (or another host) left old values in the record."""
     domain = unique("stale")
     certctl.json("order", "-d", domain, *standalone(pebble))
-    store = Store(certctl.store)
-    with store.lock(domain):
+    with closing(certctl.open()) as store, store.lock(domain):
         record = store.read(domain)
         assert record.order is not None
         real = record.order.challenges[0].validation
@@ -428,4 +429,5 @@ def test_obtain_holds_its_lock_between_steps(
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads(out)["version"] == 1
-    assert Store(certctl.store).read(domain).current is not None
+    with closing(certctl.open()) as store:
+        assert store.read(domain).current is not None
