@@ -279,6 +279,8 @@ def test_eab_bad_input_exits_2_and_creates_nothing(
     assert proc.returncode == 2
     assert message in one_error_line(proc.stderr)
     assert HMAC_KEY not in proc.stderr and "c2hvcnQ" not in proc.stderr
+    with closing(offline.open()) as store:
+        assert not store.exists()  # no store created (no tables on PostgreSQL)
     assert not offline.store.exists()
 
 
