@@ -108,13 +108,20 @@ def test_due_certificate_renewed_with_deploy_hook(
 ) -> None:
     domain = unique()
     log = tmp_path / "hook.log"
-    paths = "${CERTCTL_LIVE_DIR-}${CERTCTL_CERT_PATH-}${CERTCTL_CHAIN_PATH-}${CERTCTL_KEY_PATH-}"
-    hook = (
-        f'echo "$CERTCTL_NAME|$CERTCTL_DOMAINS|${{CERTCTL_FULLCHAIN_PATH-unset}}|$CERTCTL_STORE"'
-        f' >> {log}; [ -z "{paths}" ] || echo "path variables set on a database store" >> {log}'
-        if certctl.backend == "postgresql"
-        else f'echo "$CERTCTL_NAME|$CERTCTL_DOMAINS|$CERTCTL_FULLCHAIN_PATH" >> {log}'
-    )
+    deployed = tmp_path / "deployed"
+    hook = f'echo "$CERTCTL_NAME|$CERTCTL_DOMAINS|$CERTCTL_FULLCHAIN_PATH" >> {log}'
+    if certctl.backend == "postgresql":
+        # no files on this host: CERTCTL_STORE (the URL), no path variables; the hook
+        # exports the new certificate itself, as README "export" shows
+        deployed.mkdir()
+        paths = "".join(
+            f"${{CERTCTL_{v}-}}" for v in ("LIVE_DIR", "CERT_PATH", "CHAIN_PATH", "KEY_PATH")
+        )
+        hook = (
+            'echo "$CERTCTL_NAME|$CERTCTL_DOMAINS|${CERTCTL_FULLCHAIN_PATH-unset}|$CERTCTL_STORE"'
+            f' >> {log}; [ -z "{paths}" ] || echo "path variables set" >> {log};'
+            f' {" ".join(CERTCTL)} export "$CERTCTL_NAME" --dir {deployed} >/dev/null'
+        )
     first = obtain(certctl, pebble, domain, "--deploy-hook", hook)
     log.unlink()  # issue ran it once; the renewal must run it once more
     other = unique("o")
@@ -134,6 +141,8 @@ def test_due_certificate_renewed_with_deploy_hook(
     assert old != new
     if certctl.backend == "postgresql":  # CERTCTL_STORE (the URL) set, no path variables
         assert log.read_text().splitlines() == [f"{domain}|{domain}|unset|{certctl.location}"]
+        assert (deployed / "fullchain.pem").read_bytes() == certctl.live(domain)["fullchain.pem"]
+        assert (deployed / "cert.pem").read_bytes() == new
     else:
         live = certctl.store / "certs" / domain / "live"
         assert os.readlink(live) == "versions/2"
