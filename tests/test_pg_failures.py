@@ -11,6 +11,7 @@ private key (PEM, base64 or hex) and no EAB or TSIG secret.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -24,9 +25,10 @@ import pytest
 
 from certctl.pki.certinfo import serial_hex
 
+from bind import DnsLab, dns_lab
 from certfactory import make_leaf
-from conftest import CERTCTL, Certctl, store_key
-from pebble import free_port
+from conftest import CERTCTL, Certctl, standalone, store_key, unique
+from pebble import PebbleServer, free_port, require_pebble
 from postgres import CLIENT_ENV, PostgresServer, database_name, require_postgres
 
 INSTALL_HINT = "pip install 'certctl[postgresql]'"
@@ -318,3 +320,108 @@ def test_wrong_store_key_is_refused_and_nothing_written(pg_url: str, tmp_path: P
     assert list((tmp_path / "out").iterdir()) == []
     assert state(runner) == before
     assert live_serial(runner, "key") == old
+
+
+# ---- secrets at rest ----------------------------------------------------------------------
+
+EAB_HMAC = base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
+
+
+@pytest.fixture(scope="module")
+def eab_pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
+    """A Pebble requiring External Account Binding (kid-1)."""
+    require_pebble()
+    with PebbleServer(tmp_path_factory.mktemp("pg-eab"), eab_keys={"kid-1": EAB_HMAC}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
+    """BIND accepting TSIG-signed updates, and a Pebble resolving through it."""
+    with dns_lab(tmp_path_factory.mktemp("pg-dnslab")) as started:
+        yield started
+
+
+def encodings(secret: bytes) -> list[str]:
+    """How a secret could show up in a dump: base64 (both alphabets), hex, each PEM line."""
+    b64 = base64.b64encode(secret).decode()
+    found = [b64, base64.urlsafe_b64encode(secret).decode().rstrip("="), secret.hex()]
+    found += [b64[i : i + 64] for i in range(0, len(b64) - 63, 64)]  # PEM body lines
+    return [f for f in found if len(f) >= 16]
+
+
+def key_secrets(pem: bytes) -> list[str]:
+    """The encodings of a private key: its PEM body, its DER."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pem, None)
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    body = "".join(line for line in pem.decode().splitlines() if not line.startswith("-----"))
+    return [body, *encodings(der), *encodings(pem)]
+
+
+@pytest.mark.pebble
+def test_pg_dump_after_a_full_run_holds_no_private_key_nor_secret(
+    pg_url: str,
+    postgres: PostgresServer,
+    eab_pebble: PebbleServer,
+    lab: DnsLab,
+    tmp_path: Path,
+) -> None:
+    key_file = store_key(tmp_path)
+    eab = Certctl(tmp_path / "unused", eab_pebble, location=pg_url, key_file=key_file)
+    dns = Certctl(tmp_path / "unused", lab.pebble, location=pg_url, key_file=key_file)
+    registered = eab.run(
+        *("account", "register", "--agree-tos", "--eab-kid", "kid-1"),
+        *("--eab-hmac-key-env", "EAB_KEY"),
+        extra_env={"EAB_KEY": EAB_HMAC},
+    )
+    assert registered.returncode == 0, registered.stderr
+    issued, pending = unique("dump"), unique("dumpp")
+    eab.json("obtain", "-d", issued, *standalone(eab_pebble))
+    eab.json("order", "-d", pending, *standalone(eab_pebble))  # a pending order with its key
+    tsig = f"{unique('t').split('.')[0]}.dns1.test"
+    by_dns = dns.run(
+        *("obtain", "-d", tsig, "--challenge", "dns", "--dns-provider", "rfc2136"),
+        *("--dns-server", lab.primary.address, "--tsig-key", lab.key.name),
+        *("--tsig-secret-file", str(lab.secret_file), "--dns-nameserver", lab.primary.address),
+        "--agree-tos",
+        extra_env={"CERTCTL_RESOLVER": lab.resolver.address},
+    )
+    assert by_dns.returncode == 0, by_dns.stderr
+    uploaded, _ = bundle(tmp_path, "dump-upload.example.com")
+    assert upload(eab, "uploaded", uploaded).returncode == 0
+
+    secrets: list[str] = [*encodings(base64.urlsafe_b64decode(EAB_HMAC + "==")), EAB_HMAC]
+    secrets += [lab.key.secret, *encodings(base64.b64decode(lab.key.secret))]
+    store = eab.open()
+    keys = 0
+    try:
+        for name in store.names():
+            for version in store.versions(name):
+                secrets += key_secrets(store.read_version(name, version)["privkey.pem"])
+                keys += 1
+            for key_id in store.pending_key_ids(name):
+                pem = store.read_pending_key(name, key_id)
+                assert pem is not None
+                secrets += key_secrets(pem)
+                keys += 1
+        for server in store.account_servers():
+            account = store.read_account(server)
+            assert account is not None
+            secrets += key_secrets(account[1])
+            keys += 1
+        assert set(store.names()) == {issued, pending, tsig, "uploaded"}
+    finally:
+        store.close()
+    assert keys >= 6  # 3 certificates, 1 pending order, 2 accounts
+    dump = postgres.pg_dump(urllib.parse.urlsplit(pg_url).path.strip("/"))
+    assert "certctl_versions" in dump and "certctl_accounts" in dump  # the data is there
+    assert "PRIVATE KEY" not in dump
+    leaked = [s[:12] + "…" for s in secrets if s in dump]
+    assert leaked == []
+    assert EAB_HMAC not in dump and lab.key.secret not in dump
