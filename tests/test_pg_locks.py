@@ -232,3 +232,58 @@ def test_ten_renew_due_on_one_due_certificate_renew_it_once(
         assert store.live_version(domain) == 2
     finally:
         store.close()
+
+
+def test_a_paused_renew_due_is_fenced_and_the_other_host_renews(
+    pg_url: str, key_file: Path, pebble: PebbleServer, tmp_path: Path
+) -> None:
+    """certctl itself, `[store] lease = 5`: paused after finalize past its lease, then woken."""
+    config = tmp_path / "config.toml"
+    config.write_text("[store]\nlease = 5\n")
+    runner = Certctl(tmp_path / "unused", pebble, location=pg_url, key_file=key_file)
+    domain = unique("fence")
+    runner.json("obtain", "-d", domain, *standalone(pebble))
+    assert runner.run("renew-due").returncode == 0  # ARI fetched: not due by itself
+    due_by_ari(runner, domain)
+    env = {**os.environ, **runner.env(), "CERTCTL_CONFIG": str(config)}
+    paused = subprocess.Popen(
+        [*CERTCTL, "renew-due", "--json"],
+        env={**env, "CERTCTL_TEST_FAULT": "pause:finalize-after"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_stopped(paused.pid)  # holds the lock, the new certificate in hand, not stored
+        early = runner.run("renew-due", "--json", extra_env={"CERTCTL_CONFIG": str(config)})
+        assert early.returncode == 3, early.stderr  # the lease is still running
+        time.sleep(6)
+        other = runner.run("renew-due", "--json", extra_env={"CERTCTL_CONFIG": str(config)})
+        assert other.returncode == 0, other.stderr
+        assert [e["action"] for e in json.loads(other.stdout)["certificates"]] == ["renewed"]
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    out, err = paused.communicate(timeout=120)
+    assert paused.returncode == 1, err
+    (entry,) = json.loads(out)["certificates"]
+    assert entry["action"] == "failed" and "lost the lock" in entry["detail"], entry
+    store = runner.open()
+    try:
+        assert store.versions(domain) == [1, 2]  # the late writer stored nothing
+        assert store.live_version(domain) == 2
+        record = store.read(domain)
+        assert record.current is not None and record.current.version == 2
+    finally:
+        store.close()
+
+
+def wait_stopped(pid: int, timeout: float = 60) -> None:
+    """Until the process is stopped (SIGSTOP at its fault point)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] == "T":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never reached its fault point")
