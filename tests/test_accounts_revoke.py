@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from cryptography import x509
 
 from certctl.acme.session import AcmeSession
 from certctl.errors import AcmeError
-from certctl.store import Store
+from certctl.models import AccountRecord
 
 from conftest import Certctl, make_due, unique
 from pebble import PebbleServer, require_pebble
@@ -92,9 +93,36 @@ def obtain(certctl: Certctl, domain: str, *extra: str) -> dict[str, Any]:
 
 
 def account_files(certctl: Certctl) -> Path:
-    """The one account directory of the store."""
+    """The one account directory of the store (filesystem backend)."""
     (directory,) = (certctl.store / "accounts").iterdir()
     return directory
+
+
+def stored_account(certctl: Certctl) -> tuple[AccountRecord, bytes, bytes | None]:
+    """The one account of the store through the contract: record, key, unsettled old key."""
+    assert certctl.pebble is not None
+    with closing(certctl.open()) as store:
+        assert store.account_servers() == [certctl.pebble.directory_url]
+        found = store.read_account(certctl.pebble.directory_url)
+        assert found is not None
+        return found[0], found[1], store.previous_account_key(certctl.pebble.directory_url)
+
+
+def no_account(certctl: Certctl) -> bool:
+    """True when the store holds no account, not even a key kept before registering."""
+    assert certctl.pebble is not None
+    with closing(certctl.open()) as store:
+        return store.account_servers() == [] and (
+            store.read_account_key(certctl.pebble.directory_url) is None
+        )
+
+
+def sql(certctl: Certctl, statement: str) -> None:
+    """Run one statement on the test's PostgreSQL store (as its own user)."""
+    import psycopg
+
+    with psycopg.connect(certctl.location, autocommit=True) as conn:
+        conn.execute(statement)
 
 
 def session_for(pebble: PebbleServer) -> AcmeSession:
@@ -104,7 +132,8 @@ def session_for(pebble: PebbleServer) -> AcmeSession:
 def order_profiles(certctl: Certctl) -> list[str | None]:
     """The profile of every order the store's account placed, as the CA recorded it."""
     assert certctl.pebble is not None
-    stored = Store(certctl.store).read_account(certctl.pebble.directory_url)
+    with closing(certctl.open()) as store:
+        stored = store.read_account(certctl.pebble.directory_url)
     assert stored is not None
     session = session_for(certctl.pebble)
     session.login(stored[1], stored[0].uri)
@@ -118,9 +147,7 @@ def order_profiles(certctl: Certctl) -> list[str | None]:
 
 
 def lifetime_days(certctl: Certctl, name: str) -> float:
-    cert = x509.load_pem_x509_certificate(
-        (certctl.store / "certs" / name / "live" / "cert.pem").read_bytes()
-    )
+    cert = x509.load_pem_x509_certificate(certctl.live(name)["cert.pem"])
     return (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 86400
 
 
@@ -252,6 +279,8 @@ def test_eab_bad_input_exits_2_and_creates_nothing(
     assert proc.returncode == 2
     assert message in one_error_line(proc.stderr)
     assert HMAC_KEY not in proc.stderr and "c2hvcnQ" not in proc.stderr
+    with closing(offline.open()) as store:
+        assert not store.exists()  # no store created (no tables on PostgreSQL)
     assert not offline.store.exists()
 
 
@@ -290,19 +319,23 @@ def test_account_show(certctl: Certctl) -> None:
 def test_rollover_then_obtain_with_the_new_key(certctl: Certctl) -> None:
     assert certctl.pebble is not None
     obtain(certctl, unique("before"))  # creates the account
-    directory = account_files(certctl)
-    old_key = (directory / "account.key").read_bytes()
-    uri = Store(certctl.store).read_account(certctl.pebble.directory_url)[0].uri  # type: ignore[index]
+    record, old_key, _ = stored_account(certctl)
+    uri = record.uri
 
     report = certctl.json("account", "rollover", "--key-type", "ec384")
     assert report["uri"] == uri
     assert (report["old_key_type"], report["key_type"]) == ("ec256", "ec384")
     assert report["old_key_thumbprint"] != report["key_thumbprint"]
-    new_key = (directory / "account.key").read_bytes()
+    record, new_key, previous = stored_account(certctl)
     assert new_key != old_key
-    assert stat.S_IMODE((directory / "account.key").stat().st_mode) == 0o600
-    assert sorted(p.name for p in directory.iterdir()) == ["account.key", "account.toml"]
-    assert 'key_type = "ec384"' in (directory / "account.toml").read_text()
+    assert previous is None  # settled: the old key is gone
+    assert record.key_type == "ec384"
+    if certctl.backend == "filesystem":  # the key file on disk is private
+        directory = account_files(certctl)
+        assert (directory / "account.key").read_bytes() == new_key
+        assert stat.S_IMODE((directory / "account.key").stat().st_mode) == 0o600
+        assert sorted(p.name for p in directory.iterdir()) == ["account.key", "account.toml"]
+        assert 'key_type = "ec384"' in (directory / "account.toml").read_text()
 
     # the new key orders and issues
     obtain(certctl, unique("after"))
@@ -321,14 +354,14 @@ def test_rollover_then_obtain_with_the_new_key(certctl: Certctl) -> None:
 
 def test_rollover_killed_before_the_ca_was_asked_keeps_the_old_key(certctl: Certctl) -> None:
     obtain(certctl, unique("k1"))
-    directory = account_files(certctl)
-    old_key = (directory / "account.key").read_bytes()
+    _, old_key, _ = stored_account(certctl)
     killed = certctl.run(
         "account", "rollover", extra_env={"CERTCTL_TEST_FAULT": "account-rollover-new-written"}
     )
     assert killed.returncode == -9
-    assert (directory / "account.key.old").read_bytes() == old_key
-    assert (directory / "account.key").read_bytes() != old_key  # a key the CA never saw
+    _, key, previous = stored_account(certctl)
+    assert previous == old_key
+    assert key != old_key  # a key the CA never saw
     # the next run asks the CA which key it has (the old one) and goes on with it
     proc = certctl.run(
         "obtain", "-d", unique("k2"), "--standalone", "--http-port",
@@ -336,28 +369,29 @@ def test_rollover_killed_before_the_ca_was_asked_keeps_the_old_key(certctl: Cert
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "settled an interrupted account key rollover: the CA uses the old key" in proc.stderr
-    assert (directory / "account.key").read_bytes() == old_key
-    assert not (directory / "account.key.old").exists()
+    assert stored_account(certctl)[1:] == (old_key, None)
+    if certctl.backend == "filesystem":
+        assert not (account_files(certctl) / "account.key.old").exists()
     # and a new rollover works
     certctl.json("account", "rollover")
-    assert (directory / "account.key").read_bytes() != old_key
+    assert stored_account(certctl)[1] != old_key
 
 
 def test_rollover_killed_after_the_ca_switched_keeps_the_new_key(certctl: Certctl) -> None:
     obtain(certctl, unique("k3"))
-    directory = account_files(certctl)
-    old_key = (directory / "account.key").read_bytes()
+    _, old_key, _ = stored_account(certctl)
     killed = certctl.run(
         "account", "rollover", extra_env={"CERTCTL_TEST_FAULT": "account-rollover-settle"}
     )
     assert killed.returncode == -9
-    new_key = (directory / "account.key").read_bytes()
-    assert new_key != old_key and (directory / "account.key.old").exists()
+    _, new_key, previous = stored_account(certctl)
+    assert new_key != old_key and previous == old_key
     shown = certctl.run("account", "show", "--json")
     assert shown.returncode == 0, shown.stderr
     assert "the CA uses the new key" in shown.stderr
-    assert (directory / "account.key").read_bytes() == new_key
-    assert not (directory / "account.key.old").exists()
+    assert stored_account(certctl)[1:] == (new_key, None)
+    if certctl.backend == "filesystem":
+        assert not (account_files(certctl) / "account.key.old").exists()
     obtain(certctl, unique("k4"))
 
 
@@ -373,19 +407,17 @@ def test_rollover_without_account_exits_2(certctl: Certctl) -> None:
 def test_deactivate_then_order_says_register_a_new_one(certctl: Certctl) -> None:
     assert certctl.pebble is not None
     obtain(certctl, unique("d1"))
-    directory = account_files(certctl)
-    stored = Store(certctl.store).read_account(certctl.pebble.directory_url)
-    assert stored is not None
-    uri, key = stored[0].uri, stored[1]
+    record, key, _ = stored_account(certctl)
+    uri = record.uri
 
     refused = certctl.run("account", "deactivate")  # stdin is not a terminal
     assert refused.returncode == 2
     assert "add --yes" in one_error_line(refused.stderr)
-    assert 'status = "valid"' in (directory / "account.toml").read_text()
+    assert stored_account(certctl)[0].status == "valid"
 
     report = certctl.json("account", "deactivate", "--yes")
     assert (report["uri"], report["status"]) == (uri, "deactivated")
-    assert 'status = "deactivated"' in (directory / "account.toml").read_text()
+    assert stored_account(certctl)[0].status == "deactivated"
     stale = session_for(certctl.pebble)
     stale.login(key, uri)
     with pytest.raises(AcmeError, match="deactivated"):
@@ -403,7 +435,8 @@ def test_deactivate_then_order_says_register_a_new_one(certctl: Certctl) -> None
     # a new account (with a new key), and orders work again
     new = certctl.json("account", "register", "--agree-tos")
     assert new["uri"] != uri and new["existing"] is False and new["status"] == "valid"
-    assert (directory / "account.key").read_bytes() != key
+    record, new_key, _ = stored_account(certctl)
+    assert new_key != key and (record.uri, record.status) == (new["uri"], "valid")
     obtain(certctl, unique("d3"))
 
 
@@ -432,7 +465,8 @@ def test_revoke_superseded_then_renew_due_replaces_it(certctl: Certctl) -> None:
     assert status.get("Reason") in (None, 4)
     listed = certctl.json("list")["certificates"]
     assert [(e["name"], e["state"]) for e in listed] == [(domain, "revoked")]
-    assert Store(certctl.store).read(domain).revoked
+    with closing(certctl.open()) as store:
+        assert store.read(domain).revoked
 
     # revoking again: the CA says it already is; still exit 0
     again = certctl.json("revoke", domain)
@@ -446,7 +480,8 @@ def test_revoke_superseded_then_renew_due_replaces_it(certctl: Certctl) -> None:
     assert new_serial != serial
     new_status = certctl.pebble.cert_status(new_serial)
     assert new_status is not None and new_status["Status"] == "Valid"
-    assert not Store(certctl.store).read(domain).revoked
+    with closing(certctl.open()) as store:
+        assert not store.read(domain).revoked
     assert certctl.json("list")["certificates"][0]["state"] == "valid"
     quiet = certctl.run("renew-due")
     assert (quiet.returncode, quiet.stdout) == (0, "")
@@ -457,17 +492,25 @@ def test_revoke_key_compromise_signs_with_the_certificate_key(certctl: Certctl) 
     domain = unique("kc")
     serial = obtain(certctl, domain)["serial"]
     # no account is needed: move it away
-    accounts = certctl.store / "accounts"
-    accounts.rename(certctl.store / "accounts-away")
-    accounts.mkdir(mode=0o700)
+    if certctl.backend == "postgresql":
+        sql(certctl, "CREATE TABLE accounts_away AS TABLE certctl_accounts")
+        sql(certctl, "DELETE FROM certctl_accounts")
+    else:
+        accounts = certctl.store / "accounts"
+        accounts.rename(certctl.store / "accounts-away")
+        accounts.mkdir(mode=0o700)
+    assert no_account(certctl)
     proc = certctl.run("revoke", domain, "--reason", "keyCompromise")
     assert proc.returncode == 0, proc.stderr
     assert f"{domain}: certificate {serial} revoked" in proc.stdout
     assert "signed with the certificate key" in proc.stdout
     status = certctl.pebble.cert_status(serial)
     assert status is not None and status["Status"] == "Revoked"
-    assert Store(certctl.store).read(domain).revoked
-    assert not any(accounts.iterdir())  # and none was created
+    with closing(certctl.open()) as store:
+        assert store.read(domain).revoked
+    assert no_account(certctl)  # and none was created
+    if certctl.backend == "filesystem":
+        assert not any(accounts.iterdir())
 
 
 def test_revoke_uploaded_only_for_key_compromise(
@@ -517,12 +560,16 @@ def test_profile_shortlived_is_stored_and_reused_by_renewals(certctl: Certctl) -
     domain = unique("sl")
     obtain(certctl, domain, "--profile", "shortlived")
     assert lifetime_days(certctl, domain) <= 6
-    assert 'profile = "shortlived"' in (certctl.store / "certs" / domain / "meta.toml").read_text()
+    with closing(certctl.open()) as store:
+        assert store.read(domain).profile == "shortlived"
+    if certctl.backend == "filesystem":
+        meta = certctl.store / "certs" / domain / "meta.toml"
+        assert 'profile = "shortlived"' in meta.read_text()
     (entry,) = certctl.json("list")["certificates"]
     assert (entry["profile"], entry["state"]) == ("shortlived", "valid")
     assert entry["days_left"] <= 6
 
-    make_due(certctl.store, domain)
+    make_due(certctl, domain)
     proc = certctl.run("renew-due", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [o["action"] for o in json.loads(proc.stdout)["certificates"]] == ["renewed"]
@@ -546,6 +593,8 @@ def test_unknown_profile_exits_2_listing_the_offered_ones(
     assert proc.returncode == 2
     line = one_error_line(proc.stderr)
     assert "does not offer profile 'tinylived' (it offers: default, shortlived)" in line
+    with closing(certctl.open()) as store:
+        assert not store.has(domain)
     assert not (certctl.store / "certs" / domain / "meta.toml").exists()
     assert certctl.json("list")["certificates"] == []
     # a CA offering only its default profile

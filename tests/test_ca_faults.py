@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,11 +34,12 @@ import pytest
 from certctl.acme.session import BAD_NONCE_RETRIES, MAX_RESPONSE_BYTES
 from certctl.models import CertRecord, Current, Validation
 from certctl.policy.timing import decide
-from certctl.store import Store
+from certctl.store.sealing import generate_key_file
 from faultproxy import Entry, FaultProxy, stuck_processing, with_token
 
 from conftest import CERTCTL, Certctl, make_due, serve_directory, standalone, unique
 from pebble import PebbleServer, require_pebble
+from postgres import database_name
 
 pytestmark = pytest.mark.faults
 pebble_test = pytest.mark.pebble
@@ -52,9 +53,16 @@ class Proxied(Certctl):
     """certctl pointed at the fault proxy instead of Pebble, with a config file."""
 
     def __init__(
-        self, store: Path, pebble: PebbleServer, proxy: FaultProxy, config: Path, timeout: float
+        self,
+        store: Path,
+        pebble: PebbleServer,
+        proxy: FaultProxy,
+        config: Path,
+        timeout: float,
+        location: str | None = None,
+        key_file: Path | None = None,
     ) -> None:
-        super().__init__(store, pebble)
+        super().__init__(store, pebble, location=location, key_file=key_file)
         self.proxy = proxy
         self.config = config
         config.write_text(f"timeout = {timeout}\n")
@@ -112,6 +120,48 @@ def measured(certctl: Certctl, *args: str, timeout: float = 90, cwd: Path | None
         )
 
 
+def snapshot(certctl: Certctl) -> dict[str, str]:
+    """All the store holds: its files (filesystem), or everything the contract reads."""
+    if certctl.backend == "filesystem":
+        return tree_digest(certctl.store)
+    store = certctl.open()
+    found: dict[str, str] = {}
+    try:
+        for name in store.names():
+            found[name] = json.dumps(store.read(name).to_dict(), default=str, sort_keys=True)
+            found[f"{name} live"] = str(store.live_version(name))
+            for version in store.versions(name):
+                files = store.read_version(name, version)
+                found[f"{name} v{version}"] = hashlib.sha256(b"|".join(files.values())).hexdigest()
+            for key_id in store.pending_key_ids(name):
+                key = store.read_pending_key(name, key_id) or b""
+                found[f"{name} pending {key_id}"] = hashlib.sha256(key).hexdigest()
+        for server in store.account_servers():
+            account = store.read_account(server)
+            found[f"account {server}"] = hashlib.sha256(repr(account).encode()).hexdigest()
+    finally:
+        store.close()
+    return found
+
+
+def read(certctl: Certctl, name: str) -> CertRecord:
+    """A stored record, through the store contract."""
+    store = certctl.open()
+    try:
+        return store.read(name)  # type: ignore[no-any-return]
+    finally:
+        store.close()
+
+
+def has(certctl: Certctl, name: str) -> bool:
+    """True when the store has a record of `name`."""
+    store = certctl.open()
+    try:
+        return store.has(name)  # type: ignore[no-any-return]
+    finally:
+        store.close()
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Every path under the store with its mode and content hash (lock files aside)."""
     found = {}
@@ -129,13 +179,16 @@ def tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-def edit_record(store_dir: Path, name: str, change: Any) -> CertRecord:
-    """Change a stored record through the Store API, under its lock."""
-    store = Store(store_dir)
-    with store.lock(name):
-        record = store.read(name)
-        change(record)
-        store.write(record)
+def edit_record(certctl: Certctl, name: str, change: Any) -> CertRecord:
+    """Change a stored record through the store contract, under its lock."""
+    store = certctl.open()
+    try:
+        with store.lock(name):
+            record: CertRecord = store.read(name)
+            change(record)
+            store.write(record)
+    finally:
+        store.close()
     return record
 
 
@@ -154,10 +207,34 @@ def proxy(pebble: PebbleServer) -> Iterator[FaultProxy]:
         yield running
 
 
+MakeProxied = Callable[[Path, PebbleServer, FaultProxy, float], Proxied]
+
+
 @pytest.fixture
-def ca(store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path) -> Proxied:
+def proxied(backend: str, request: pytest.FixtureRequest) -> MakeProxied:
+    """Makes certctl through a proxy, each time with a fresh store on the test's backend."""
+
+    def make(store: Path, pebble: PebbleServer, proxy: FaultProxy, timeout: float) -> Proxied:
+        config = store.parent / f"{store.name}-config.toml"
+        if backend == "filesystem":
+            return Proxied(store, pebble, proxy, config, timeout)
+        server = request.getfixturevalue("postgres")
+        dbname = database_name(f"{request.node.name}-{store.name}")
+        url = server.create_database(dbname)
+        request.addfinalizer(lambda: server.drop_database(dbname))
+        key = store.parent / f"{store.name}.key"
+        generate_key_file(key)
+        return Proxied(store, pebble, proxy, config, timeout, location=url, key_file=key)
+
+    if backend == "postgresql":
+        request.getfixturevalue("pg_url")  # PGPASSFILE for certctl, as for every database test
+    return make
+
+
+@pytest.fixture
+def ca(store: Path, pebble: PebbleServer, proxy: FaultProxy, proxied: MakeProxied) -> Proxied:
     """certctl through the proxy, with `timeout = 5` in its config file."""
-    return Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=5)
+    return proxied(store, pebble, proxy, 5)
 
 
 @contextmanager
@@ -243,7 +320,7 @@ def test_renew_due_records_retry_after_and_stays_away_until_then(
 ) -> None:
     domain = unique("rl")
     first = json.loads(measured(ca, "obtain", "-d", domain, *standalone(pebble), "--json").stdout)
-    make_due(ca.store, domain, 100)  # due now
+    make_due(ca, domain, 100)  # due now
     proxy.fail("newOrder", 429, retry_after=3600, times=None)
     proxy.reset_log()
 
@@ -254,13 +331,13 @@ def test_renew_due_records_retry_after_and_stays_away_until_then(
     assert outcome["action"] == "deferred" and "retry after" in outcome["detail"]
     (refused,) = proxy.requests("newOrder")
     assert refused.retry_at is not None
-    record = Store(ca.store).read(domain)
+    record = read(ca, domain)
     retry_at = record.renewal["not_before_retry"]
     assert abs(retry_at.timestamp() - refused.retry_at) <= 2
     assert record.current is not None and record.current.serial == first["serial"]
 
     # the next runs contact the CA not at all before that time (not even for ARI)
-    edit_record(ca.store, domain, lambda r: r.renewal.pop("ari_next_check", None))
+    edit_record(ca, domain, lambda r: r.renewal.pop("ari_next_check", None))
     proxy.reset_log()
     quiet = measured(ca, "renew-due", "--json")
     assert quiet.returncode == 0, quiet.stderr
@@ -271,14 +348,14 @@ def test_renew_due_records_retry_after_and_stays_away_until_then(
     # once the time has come, renewal goes ahead and the mark is cleared
     proxy.clear()
     edit_record(
-        ca.store,
+        ca,
         domain,
         lambda r: r.renewal.update(not_before_retry=datetime.now(UTC) - timedelta(seconds=1)),
     )
     done = measured(ca, "renew-due", "--json")
     assert done.returncode == 0, done.stderr
     assert [o["action"] for o in json.loads(done.stdout)["certificates"]] == ["renewed"]
-    record = Store(ca.store).read(domain)
+    record = read(ca, domain)
     assert "not_before_retry" not in record.renewal
     assert record.current is not None and record.current.version == 2
 
@@ -335,7 +412,7 @@ def test_order_stuck_in_processing_is_recorded_and_resumed(
     polls = proxy.requests("order")
     assert 2 <= len(polls) < 15  # backs off while waiting, no busy loop
     order_url = {e.path for e in polls}
-    record = Store(ca.store).read(domain)
+    record = read(ca, domain)
     assert record.order is not None and record.current is None
     assert {urlparse(record.order.url).path} == order_url  # the order is recorded
 
@@ -346,7 +423,7 @@ def test_order_stuck_in_processing_is_recorded_and_resumed(
     assert proxy.requests("newOrder") == []  # the same order, not a second one
     assert proxy.requests("finalize") == []  # already finalized in the first run
     assert {e.path for e in proxy.requests("order")} == order_url
-    record = Store(ca.store).read(domain)
+    record = read(ca, domain)
     assert record.order is None and record.current is not None
     assert json.loads(resumed.stdout)["version"] == 1
 
@@ -364,17 +441,18 @@ def test_ca_that_never_answers_times_out_and_changes_nothing(
     store: Path,
     pebble: PebbleServer,
     proxy: FaultProxy,
+    proxied: MakeProxied,
     tmp_path: Path,
     silence: str,
     commands: tuple[str, ...],
 ) -> None:
-    ca = Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=2)
+    ca = proxied(store, pebble, proxy, 2)
     domain = unique("mute")
     webroot = tmp_path / "www"
     webroot.mkdir()
     ordered = measured(ca, "order", "-d", domain, "--webroot", str(webroot), "--agree-tos")
     assert ordered.returncode == 0, ordered.stderr
-    before = tree_digest(store)
+    before = snapshot(ca)
     if silence == "after-request":
         proxy.hang("*")  # TLS done, request read, never an answer
     else:
@@ -385,17 +463,17 @@ def test_ca_that_never_answers_times_out_and_changes_nothing(
         assert run.returncode == 1, (args, run.stderr)
         assert "timed out" in run.error, run.error
         assert run.elapsed < 2 * 2 + STARTUP
-    assert tree_digest(store) == before
+    assert snapshot(ca) == before
     assert list(webroot.iterdir()) == []
     assert proxy.log  # the silent CA was indeed contacted
 
 
 @pebble_test
 def test_a_stalled_read_is_sent_once_more_and_the_run_succeeds(
-    store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path
+    store: Path, pebble: PebbleServer, proxy: FaultProxy, proxied: MakeProxied
 ) -> None:
     """One order fetch (a POST-as-GET) that never gets an answer costs one timeout, not the run."""
-    ca = Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=2)
+    ca = proxied(store, pebble, proxy, 2)
     domain = unique("stall")
     proxy.hang("order", times=1)
     run = measured(ca, "obtain", "-d", domain, *standalone(pebble), "--json")
@@ -407,10 +485,10 @@ def test_a_stalled_read_is_sent_once_more_and_the_run_succeeds(
 
 @pebble_test
 def test_a_stalled_write_is_not_sent_twice(
-    store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path
+    store: Path, pebble: PebbleServer, proxy: FaultProxy, proxied: MakeProxied, tmp_path: Path
 ) -> None:
     """newOrder changes state at the CA: a lost answer ends the run, it is not re-sent."""
-    ca = Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=2)
+    ca = proxied(store, pebble, proxy, 2)
     registered = ca.run("account", "register", "--agree-tos")  # only the order left to stall
     assert registered.returncode == 0, registered.stderr
     proxy.reset_log()
@@ -459,7 +537,7 @@ def test_hostile_token_refused_before_any_file_or_dns_write(
     assert list(webroot.iterdir()) == []
     assert not hook_ran.exists()
     assert not (tmp_path / "pwned").exists()
-    assert not (ca.store / "certs" / domain / "meta.toml").exists()  # no order recorded
+    assert not has(ca, domain)  # no order recorded
     assert proxy.requests("challenge") == []  # nothing was answered at the CA
 
 
@@ -518,7 +596,7 @@ def test_non_json_answers_give_one_line_naming_the_status(
 
 @pebble_test
 def test_half_the_nonces_rejected_ten_of_ten_succeed(
-    half_bad_nonces: tuple[PebbleServer, FaultProxy], tmp_path: Path
+    half_bad_nonces: tuple[PebbleServer, FaultProxy], proxied: MakeProxied, tmp_path: Path
 ) -> None:
     pebble, front = half_bad_nonces
     webroot = tmp_path / "www"
@@ -526,7 +604,7 @@ def test_half_the_nonces_rejected_ten_of_ten_succeed(
     runs: list[subprocess.Popen[str]] = []
     with serve_directory(webroot, pebble.http_port):
         for i in range(10):  # ten separate stores and accounts, all at once
-            certctl = Proxied(tmp_path / f"s{i}", pebble, front, tmp_path / f"c{i}.toml", 10)
+            certctl = proxied(tmp_path / f"s{i}", pebble, front, 10)
             env = {**os.environ, **certctl.env()}
             args = ["obtain", "-d", unique("n50"), "--webroot", str(webroot), "--agree-tos"]
             runs.append(
@@ -550,11 +628,11 @@ def test_half_the_nonces_rejected_ten_of_ten_succeed(
 
 @pebble_test
 def test_every_nonce_rejected_fails_fast_with_bounded_retries(
-    all_bad_nonces: tuple[PebbleServer, FaultProxy], tmp_path: Path
+    all_bad_nonces: tuple[PebbleServer, FaultProxy], proxied: MakeProxied, tmp_path: Path
 ) -> None:
     pebble, front = all_bad_nonces
     front.reset_log()
-    certctl = Proxied(tmp_path / "store", pebble, front, tmp_path / "config.toml", 10)
+    certctl = proxied(tmp_path / "store", pebble, front, 10)
     run = measured(certctl, "order", "-d", unique("n100"), "--agree-tos", timeout=60)
     assert run.returncode == 1, run.stderr
     assert "badNonce" in run.error
@@ -569,10 +647,10 @@ def test_every_nonce_rejected_fails_fast_with_bounded_retries(
 
 @pebble_test
 def test_slow_ca_deadline_holds_and_polling_backs_off(
-    slow_ca: tuple[PebbleServer, FaultProxy], tmp_path: Path
+    slow_ca: tuple[PebbleServer, FaultProxy], proxied: MakeProxied, tmp_path: Path
 ) -> None:
     pebble, front = slow_ca
-    certctl = Proxied(tmp_path / "store", pebble, front, tmp_path / "config.toml", 10)
+    certctl = proxied(tmp_path / "store", pebble, front, 10)
     base = unique("slow")
     domains = [f"{label}.{base}" for label in ("a", "b", "c", "d")]
     args = [a for d in domains for a in ("-d", d)]
@@ -595,7 +673,7 @@ def test_slow_ca_deadline_holds_and_polling_backs_off(
     # although the CA takes up to 3 s more
     assert max(e.at for e in polls) - max(a.at for a in answered) < 1.0 + 2.0
     assert early.elapsed < 1.0 + STARTUP
-    record = Store(certctl.store).read(domains[0])
+    record = read(certctl, domains[0])
     assert record.order is not None and record.order.status == "pending"
 
     front.reset_log()
@@ -623,7 +701,7 @@ def test_expired_pending_order_is_replaced_once(
     domain = unique("exp")
     assert measured(ca, "order", "-d", domain, *standalone(pebble)).returncode == 0
     past = datetime.now(UTC) - timedelta(hours=1)
-    stale = edit_record(ca.store, domain, lambda r: setattr(r.order, "expires", past))
+    stale = edit_record(ca, domain, lambda r: setattr(r.order, "expires", past))
     assert stale.order is not None
     proxy.reset_log()
     run = measured(ca, "issue", domain, "--json")
@@ -632,13 +710,13 @@ def test_expired_pending_order_is_replaced_once(
     assert urlparse(stale.order.url).path not in {
         e.path for e in proxy.log
     }  # the expired one was not touched
-    record = Store(ca.store).read(domain)
+    record = read(ca, domain)
     assert record.order is None and record.current is not None and record.current.version == 1
 
     # a manual order cannot be replaced unattended: a clear error, no new order
     manual = unique("expm")
     assert measured(ca, "order", "-d", manual).returncode == 0
-    edit_record(ca.store, manual, lambda r: setattr(r.order, "expires", past))
+    edit_record(ca, manual, lambda r: setattr(r.order, "expires", past))
     proxy.reset_log()
     refused = measured(ca, "issue", manual)
     assert refused.returncode == 1

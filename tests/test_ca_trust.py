@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from faultproxy import FaultProxy, Request, stuck_processing
 from test_ca_faults import Proxied, measured, placed
 
 from certfactory import make_leaf, pem, pki, private_key
-from conftest import CERTCTL, Certctl, standalone, unique
+from conftest import CERTCTL, Certctl, standalone, store_key, unique
 from pebble import PebbleServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.pebble]
@@ -42,27 +43,45 @@ def proxy(pebble: PebbleServer) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def ca(store: Path, pebble: PebbleServer, proxy: FaultProxy, tmp_path: Path) -> Proxied:
-    """certctl through the proxy, with `timeout = 10` in its config file."""
-    return Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=10)
+def ca(
+    store: Path,
+    pebble: PebbleServer,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> Proxied:
+    """certctl through the proxy, with `timeout = 10` in its config file (each backend)."""
+    proxied = Proxied(store, pebble, proxy, tmp_path / "config.toml", timeout=10)
+    if backend == "postgresql":
+        proxied.location = request.getfixturevalue("pg_url")
+        proxied.key_file = store_key(store.parent)
+    return proxied
 
 
-def order_key(store: Path, name: str) -> PrivateKeyTypes:
-    """The private key of `name`'s recorded order, through the Store API."""
-    stored = Store(store)
-    record = stored.read(name)
-    assert record.order is not None
-    key_id = getattr(record.order, "key_id", None)
-    key_pem = stored.read_pending_key(name, key_id) if key_id else stored.read_pending_key(name)
+def order_key(certctl: Certctl, name: str) -> PrivateKeyTypes:
+    """The private key of `name`'s recorded order, through the store contract."""
+    with closing(certctl.open()) as stored:
+        record = stored.read(name)
+        assert record.order is not None
+        key_id = getattr(record.order, "key_id", None)
+        key_pem = stored.read_pending_key(name, key_id) if key_id else stored.read_pending_key(name)
     assert key_pem is not None
     return serialization.load_pem_private_key(key_pem, None)
 
 
-def live_files(store: Path, name: str) -> dict[str, bytes]:
+def live_files(certctl: Certctl, name: str) -> dict[str, bytes]:
     """The live PEM files of `name`."""
-    live = Store(store).read_live(name)
-    assert live is not None
-    return live
+    return certctl.live(name)
+
+
+def pending_keys(certctl: Certctl, name: str) -> list[str | None]:
+    """The ids of `name`'s pending keys (the files pending*.key on the filesystem too)."""
+    with closing(certctl.open()) as stored:
+        ids = stored.pending_key_ids(name)
+    if certctl.backend == "filesystem":
+        assert len(list((certctl.store / "certs" / name).glob("pending*"))) == len(ids)
+    return ids
 
 
 # ---- item 4: the certificate is checked before it goes live --------------------------------
@@ -114,11 +133,11 @@ def test_bad_certificate_from_the_ca_never_goes_live(
     domain = unique("bad")
     first = measured(ca, "obtain", "-d", domain, *standalone(pebble), "--json")
     assert first.returncode == 0, first.stderr
-    before = live_files(ca.store, domain)
+    before = live_files(ca, domain)
     not_after = json.loads(first.stdout)["not_after"]
 
     def change(request: Request, body: bytes) -> bytes:
-        return forge(domain, order_key(ca.store, domain), body)
+        return forge(domain, order_key(ca, domain), body)
 
     proxy.rewrite_body("cert", change, label="forged certificate")
     run = measured(ca, "issue", domain, "--force")  # not due: re-issue on purpose
@@ -126,9 +145,9 @@ def test_bad_certificate_from_the_ca_never_goes_live(
     assert "the CA" in run.error and said in run.error, run.error
     assert "PRIVATE KEY-----" not in run.stderr  # named, never shown
     assert proxy.faults()  # the forged answer was really served
-    stored = Store(ca.store)
-    assert stored.versions(domain) == [1]  # nothing new stored, nothing switched
-    assert live_files(ca.store, domain) == before
+    with closing(ca.open()) as stored:
+        assert stored.versions(domain) == [1]  # nothing new stored, nothing switched
+    assert live_files(ca, domain) == before
     listed = json.loads(measured(ca, "list", "--json").stdout)["certificates"]
     (entry,) = [e for e in listed if e["name"] == domain]
     assert entry["not_after"] == not_after  # the old certificate, still live
@@ -147,14 +166,15 @@ def test_bad_first_certificate_is_not_stored(
     domain = unique("bad1")
 
     def change(request: Request, body: bytes) -> bytes:
-        return forge(domain, order_key(ca.store, domain), body)
+        return forge(domain, order_key(ca, domain), body)
 
     proxy.rewrite_body("cert", change, label="forged certificate")
     run = measured(ca, "obtain", "-d", domain, *standalone(pebble))
     assert run.returncode == 1, run.stderr
     assert "the CA" in run.error
-    assert Store(ca.store).versions(domain) == []
-    assert Store(ca.store).read_live(domain) is None
+    with closing(ca.open()) as stored:
+        assert stored.versions(domain) == []
+        assert stored.read_live(domain) is None
     listed = json.loads(measured(ca, "list", "--json").stdout)["certificates"]
     (entry,) = [e for e in listed if e["name"] == domain]
     assert entry["state"] == "failed" and "the CA returned" in entry["reason"]
@@ -193,7 +213,8 @@ def finalized_order(ca: Proxied, proxy: FaultProxy, pebble: PebbleServer, domain
     run = measured(ca, "obtain", "-d", domain, *standalone(pebble), "--timeout", "1")
     assert run.returncode == 3, run.stderr
     proxy.clear()
-    record = Store(ca.store).read(domain)
+    with closing(ca.open()) as stored:
+        record = stored.read(domain)
     assert record.order is not None
     return record.order
 
@@ -216,17 +237,18 @@ def test_refused_new_order_keeps_the_earlier_order_issuable(
     proxy.fail("newOrder", status, retry_after=retry_after, times=None)
     again = measured(ca, "order", "-d", domain, *standalone(pebble))
     assert again.returncode == code, again.stderr
-    record = Store(ca.store).read(domain)
+    with closing(ca.open()) as stored:
+        record = stored.read(domain)
     assert record.order == earlier  # the earlier order is still the recorded one
-    order_key(ca.store, domain)  # and its key is there
-    assert len(list((ca.store / "certs" / domain).glob("pending*"))) == 1  # no orphan left
+    order_key(ca, domain)  # and its key is there
+    assert len(pending_keys(ca, domain)) == 1  # no orphan left
     proxy.clear()
     proxy.reset_log()
     issued = measured(ca, "issue", domain, "--json")
     assert issued.returncode == 0, issued.stderr
     assert json.loads(issued.stdout)["new_order"] is False
     assert placed(proxy) == []
-    assert list((ca.store / "certs" / domain).glob("pending*")) == []
+    assert pending_keys(ca, domain) == []
 
 
 @pytest.mark.parametrize("point", ["pending-key-after", "meta-before", "meta-after"])
@@ -241,11 +263,12 @@ def test_kill_while_replacing_an_order_leaves_one_issuable_order(
     assert proc.returncode == -9, (point, proc.returncode, proc.stderr)
     doctor = json.loads(ca.run("doctor", "--json").stdout)
     assert [f for f in doctor["findings"] if f["severity"] == "error"] == []
-    record = Store(ca.store).read(domain)
+    with closing(ca.open()) as stored:
+        record = stored.read(domain)
     assert record.order is not None
     replaced = record.order.url != earlier.url
     assert replaced == (point == "meta-after")  # the record names the earlier order until then
-    order_key(ca.store, domain)
+    order_key(ca, domain)
     issued = measured(ca, "issue", domain, "--json")
     assert issued.returncode == 0, issued.stderr
     assert json.loads(issued.stdout)["new_order"] is False
@@ -317,8 +340,10 @@ def test_authorization_for_a_name_not_ordered_is_refused(
     assert domain in run.error
     assert not hook_ran.exists()
     assert not (tmp_path / "pwned").exists()
-    assert not (ca.store / "certs" / domain / "meta.toml").exists()  # no order recorded
-    assert list((ca.store / "certs" / domain).glob("pending*")) == []
+    with closing(ca.open()) as stored:
+        assert not stored.has(domain)  # no order recorded
+    assert not (ca.store / "certs" / domain / "meta.toml").exists()
+    assert pending_keys(ca, domain) == []
     assert proxy.requests("challenge") == []  # nothing was answered at the CA
 
 
@@ -352,7 +377,8 @@ def test_rollover_shows_the_changed_manual_dns_value_and_verify_expects_it(
         assert human.returncode == 0, human.stderr
         out = human.stdout + human.stderr
         assert domain in out and record in out and old_value not in out
-        stored = Store(certctl.store).read(domain).order
+        with closing(certctl.open()) as store:
+            stored = store.read(domain).order
         assert stored is not None
         new_value = stored.challenges[0].validation
         assert new_value != old_value and new_value in out
@@ -376,8 +402,7 @@ def test_verify_says_when_the_stored_value_is_stale(certctl: Certctl, pebble: Pe
     """A rollover by an older certctl (or another host) left old values in the record."""
     domain = unique("stale")
     certctl.json("order", "-d", domain, *standalone(pebble))
-    store = Store(certctl.store)
-    with store.lock(domain):
+    with closing(certctl.open()) as store, store.lock(domain):
         record = store.read(domain)
         assert record.order is not None
         real = record.order.challenges[0].validation
@@ -428,4 +453,5 @@ def test_obtain_holds_its_lock_between_steps(
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads(out)["version"] == 1
-    assert Store(certctl.store).read(domain).current is not None
+    with closing(certctl.open()) as store:
+        assert store.read(domain).current is not None

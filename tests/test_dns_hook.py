@@ -10,10 +10,11 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from test_dns_rfc2136 import stored_text
 from test_e2e_pebble import assert_issued
 
 from bind import DnsLab, dns_lab, require_tools
-from conftest import Certctl
+from conftest import Certctl, store_key
 
 pytestmark = pytest.mark.pebble
 
@@ -42,6 +43,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
 
 
 @pytest.fixture
+def certctl(store: Path, lab: DnsLab, backend: str, request: pytest.FixtureRequest) -> Certctl:
+    """certctl against the lab's Pebble, with a fresh store (each backend in turn)."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        return Certctl(store, lab.pebble, location=url, key_file=store_key(store.parent))
+    return Certctl(store, lab.pebble)
+
+
+@pytest.fixture
 def hook(tmp_path: Path) -> Path:
     """The hook script, executable."""
     path = tmp_path / "dns-hook.sh"
@@ -58,7 +68,7 @@ def no_leftovers(lab: DnsLab) -> Iterator[None]:
 
 
 def obtain(
-    lab: DnsLab, store: Path, tmp_path: Path, hook: Path, *domains: str
+    lab: DnsLab, certctl: Certctl, tmp_path: Path, hook: Path, *domains: str
 ) -> tuple[CompletedProcess[str], list[str]]:
     """`certctl obtain` with the hook provider; returns the process and the hook's log lines."""
     log = tmp_path / "hook.log"
@@ -68,7 +78,7 @@ def obtain(
         "BIND_PORT": str(lab.primary.port),
         "TSIG_KEY_FILE": str(lab.secret_file),
     }
-    proc = Certctl(store, lab.pebble).run(
+    proc = certctl.run(
         "obtain",
         *(a for d in domains for a in ("-d", d)),
         "--challenge", "dns",
@@ -82,27 +92,30 @@ def obtain(
 
 
 def test_hook_publishes_and_removes_wildcard_and_apex(
-    lab: DnsLab, store: Path, tmp_path: Path, hook: Path
+    lab: DnsLab, certctl: Certctl, tmp_path: Path, hook: Path
 ) -> None:
     base = f"h-{uuid.uuid4().hex[:8]}.dns2.test"
-    proc, log = obtain(lab, store, tmp_path, hook, f"*.{base}", base)
+    proc, log = obtain(lab, certctl, tmp_path, hook, f"*.{base}", base)
     assert proc.returncode == 0, proc.stderr
-    assert_issued(Certctl(store, lab.pebble), lab.pebble, f"wildcard.{base}", [f"*.{base}", base])
+    assert_issued(certctl, lab.pebble, f"wildcard.{base}", [f"*.{base}", base])
     record = f"_acme-challenge.{base}"
     assert [line.split()[0] for line in log] == ["add", "add", "remove", "remove"]
     assert {(line.split()[1], line.split()[3]) for line in log} == {(record, base)}
     added = {line.split()[2] for line in log if line.startswith("add")}
     removed = {line.split()[2] for line in log if line.startswith("remove")}
     assert len(added) == 2 and added == removed
-    meta = (store / "certs" / f"wildcard.{base}" / "meta.toml").read_text()
-    assert 'method = "hook"' in meta and f'hook = "{hook} --from-certctl"' in meta
+    meta = stored_text(certctl, f"wildcard.{base}")
+    if certctl.backend == "filesystem":
+        assert 'method = "hook"' in meta and f'hook = "{hook} --from-certctl"' in meta
+    else:
+        assert '"method": "hook"' in meta and f'"hook": "{hook} --from-certctl"' in meta
 
 
 def test_hook_failure_fails_with_its_stderr_and_removes_what_was_added(
-    lab: DnsLab, store: Path, tmp_path: Path, hook: Path
+    lab: DnsLab, certctl: Certctl, tmp_path: Path, hook: Path
 ) -> None:
     good, bad = f"ok-{uuid.uuid4().hex[:8]}.dns1.test", f"fail-{uuid.uuid4().hex[:8]}.dns1.test"
-    proc, log = obtain(lab, store, tmp_path, hook, good, bad)
+    proc, log = obtain(lab, certctl, tmp_path, hook, good, bad)
     assert proc.returncode == 1
     error = proc.stderr.strip().splitlines()[-1]
     assert error == (

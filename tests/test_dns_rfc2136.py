@@ -7,6 +7,7 @@ import os
 import tomllib
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -15,7 +16,7 @@ import pytest
 from test_e2e_pebble import assert_issued
 
 from bind import DnsLab, dns_lab
-from conftest import Certctl, make_due
+from conftest import Certctl, make_due, store_key
 from pebble import PebbleServer
 
 pytestmark = pytest.mark.pebble
@@ -29,9 +30,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
 
 
 @pytest.fixture
-def certctl(store: Path, lab: DnsLab) -> Certctl:
-    """certctl against the lab's Pebble."""
+def certctl(store: Path, lab: DnsLab, backend: str, request: pytest.FixtureRequest) -> Certctl:
+    """certctl against the lab's Pebble, with a fresh store (each backend in turn)."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        return Certctl(store, lab.pebble, location=url, key_file=store_key(store.parent))
     return Certctl(store, lab.pebble)
+
+
+def stored_text(certctl: Certctl, name: str) -> str:
+    """The certificate's record as stored: meta.toml, or the row's JSON on PostgreSQL."""
+    if certctl.backend == "filesystem":
+        return (certctl.store / "certs" / name / "meta.toml").read_text()
+    import psycopg
+
+    with psycopg.connect(certctl.location, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT record::text FROM certctl_certificates WHERE name = %s", (name,)
+        ).fetchone()
+    assert row is not None, name
+    return str(row[0])
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +91,11 @@ def domains_args(*domains: str) -> list[str]:
 
 
 def meta(certctl: Certctl, name: str) -> dict[str, object]:
-    return tomllib.loads((certctl.store / "certs" / name / "meta.toml").read_text())
+    text = stored_text(certctl, name)
+    found: dict[str, object] = (
+        tomllib.loads(text) if certctl.backend == "filesystem" else json.loads(text)
+    )
+    return found
 
 
 def test_wildcard_and_apex_three_steps_keeps_foreign_txt(certctl: Certctl, lab: DnsLab) -> None:
@@ -125,24 +147,31 @@ def test_several_zones_in_one_order_then_unattended_reissue_and_renewal(
     assert first.returncode == 0, first.stderr
     assert "zone dns1.test" in first.stderr and "zone dns2.test" in first.stderr
     assert_issued(certctl, lab.pebble, one, domains)
-    stored = (certctl.store / "certs" / one / "meta.toml").read_text()
-    assert 'tsig_secret_env = "TEST_TSIG_SECRET"' in stored
+    stored = stored_text(certctl, one)
+    if certctl.backend == "filesystem":
+        assert 'tsig_secret_env = "TEST_TSIG_SECRET"' in stored
+    else:
+        assert '"tsig_secret_env": "TEST_TSIG_SECRET"' in stored
     assert secret not in stored and secret not in first.stdout + first.stderr
     # a later unattended run (stdin closed, as cron): re-order, publish, verify, issue
     again = run(certctl, lab, "issue", one, "--force", "--json", env=env)  # not due: forced
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in (certctl.store / "certs" / one / "versions").iterdir()) == [
-        "1",
-        "2",
-    ]
+    with closing(certctl.open()) as store:
+        assert store.versions(one) == [1, 2]
+    if certctl.backend == "filesystem":
+        versions = certctl.store / "certs" / one / "versions"
+        assert sorted(p.name for p in versions.iterdir()) == ["1", "2"]
     assert_issued(certctl, lab.pebble, one, domains)
     # and renew-due, once the certificate is due (renew when 1,000 days are left: now)
-    make_due(certctl.store, one)
+    make_due(certctl, one)
     renewed = run(certctl, lab, "renew-due", "--json", env=env)
     assert renewed.returncode == 0, renewed.stderr
     outcome = json.loads(renewed.stdout)["certificates"]
     assert [(c["name"], c["action"]) for c in outcome] == [(one, "renewed")]
-    assert os.readlink(certctl.store / "certs" / one / "live") == "versions/3"
+    with closing(certctl.open()) as store:
+        assert store.live_version(one) == 3
+    if certctl.backend == "filesystem":
+        assert os.readlink(certctl.store / "certs" / one / "live") == "versions/3"
     assert secret not in renewed.stdout + renewed.stderr
 
 
@@ -171,7 +200,7 @@ def test_waits_for_a_secondary_fed_by_zone_transfer(
     domain = f"{label('x')}.xfer.test"
     servers = (lab.primary.address, lab.secondary.address)
     with PebbleServer(tmp_path / "pebble", dns_server=lab.secondary.address) as pebble:
-        via_secondary = Certctl(certctl.store, pebble)
+        via_secondary = Certctl(certctl.store, pebble, certctl.location, certctl.key_file)
         proc = run(via_secondary, lab, "obtain", "-d", domain, *rfc2136(lab, nameservers=servers))
         assert proc.returncode == 0, proc.stderr
         assert_issued(via_secondary, pebble, domain, [domain])
@@ -181,7 +210,6 @@ def test_stale_secondary_fails_after_the_timeout_without_asking_the_ca(
     certctl: Certctl, lab: DnsLab
 ) -> None:
     from certctl.acme.session import AcmeSession
-    from certctl.store import Store
 
     domain = f"{label('s')}.dns1.test"
     servers = (lab.primary.address, lab.stale.address)
@@ -200,8 +228,8 @@ def test_stale_secondary_fails_after_the_timeout_without_asking_the_ca(
         " zone transfer) (asked: given with --dns-nameserver), or raise --propagation-timeout"
     )
     # the CA's authorization is still pending: nothing was answered
-    store = Store(certctl.store)
-    record, account = store.read(domain), store.read_account(lab.pebble.directory_url)
+    with closing(certctl.open()) as store:
+        record, account = store.read(domain), store.read_account(lab.pebble.directory_url)
     assert record.order is not None and account is not None
     session = AcmeSession(lab.pebble.directory_url, ca_bundle=str(lab.pebble.ca_bundle), timeout=10)
     session.login(account[1], account[0].uri)

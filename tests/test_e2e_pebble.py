@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import stat
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.pebble
 
 def assert_issued(certctl: Certctl, pebble: PebbleServer, name: str, domains: list[str]) -> None:
     """The live files hold a certificate for `domains`, chained to Pebble's root, and its key."""
-    live = certctl.store / "certs" / name / "live"
-    fullchain = (live / "fullchain.pem").read_bytes()
+    live = certctl.live(name)
+    fullchain = live["fullchain.pem"]
     certs = x509.load_pem_x509_certificates(fullchain)
     leaf = certs[0]
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -31,14 +32,16 @@ def assert_issued(certctl: Certctl, pebble: PebbleServer, name: str, domains: li
     chain = [*certs, root]
     for child, parent in itertools.pairwise(chain):
         child.verify_directly_issued_by(parent)
-    key = serialization.load_pem_private_key((live / "privkey.pem").read_bytes(), None)
+    key = serialization.load_pem_private_key(live["privkey.pem"], None)
     assert key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ) == leaf.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert stat.S_IMODE((live / "privkey.pem").stat().st_mode) == 0o600
-    assert (live / "cert.pem").read_bytes() + (live / "chain.pem").read_bytes() == fullchain
+    if certctl.backend == "filesystem":  # a database store has no key file on the host
+        privkey = certctl.store / "certs" / name / "live" / "privkey.pem"
+        assert stat.S_IMODE(privkey.stat().st_mode) == 0o600
+    assert live["cert.pem"] + live["chain.pem"] == fullchain
     status = pebble.cert_status(format(leaf.serial_number, "x"))
     assert status is not None and status["Status"] == "Valid"
 
@@ -53,9 +56,8 @@ def test_http01_standalone_three_steps_in_separate_processes(
     assert proc.returncode == 0, proc.stderr
     assert f"http://{domain}/.well-known/acme-challenge/" in proc.stdout
     assert "certctl verify" in proc.stdout
-    from certctl.store import Store
-
-    pending = Store(certctl.store).read(domain).order
+    with closing(certctl.open()) as store:
+        pending = store.read(domain).order
     assert pending is not None
     challenge = pending.challenges[0]
     verified = certctl.json("verify", domain)
@@ -77,7 +79,10 @@ def test_http01_standalone_three_steps_in_separate_processes(
     }
     issued = certctl.json("issue", domain)
     assert issued["name"] == domain and issued["version"] == 1
-    assert issued["paths"]["fullchain"].endswith(f"certs/{domain}/live/fullchain.pem")
+    if certctl.backend == "filesystem":
+        assert issued["paths"]["fullchain"].endswith(f"certs/{domain}/live/fullchain.pem")
+    else:  # no files on this host: no live paths to report
+        assert issued["paths"] == {}
     assert_issued(certctl, pebble, domain, [domain])
     # the standalone server is gone: the port is free again
     with serve_text(pebble.http_port, b"port is free"):
@@ -119,8 +124,9 @@ def test_dns01_manual_wildcard_and_apex(certctl: Certctl, pebble: PebbleServer) 
     early = certctl.run("verify", name)
     assert early.returncode == 3, early.stderr
     assert "not visible yet" in early.stderr and "the CA was not asked" in early.stderr
-    meta = (certctl.store / "certs" / name / "meta.toml").read_text()
-    assert 'status = "pending"' in meta
+    with closing(certctl.open()) as store:
+        order = store.read(name).order
+    assert order is not None and order.status == "pending"
     # the user publishes both TXT values at their DNS host
     for value in values:
         pebble.add_txt(f"_acme-challenge.{base}.", value)
@@ -141,15 +147,14 @@ def test_verify_before_publishing_leaves_authorization_pending(
     assert proc.returncode == 3
     assert f"http://{domain}" in proc.stderr and "expected" in proc.stderr
     # the CA's authorization is still pending: nothing was answered
-    from certctl.store import Store
-
-    record = Store(certctl.store).read(domain)
+    with closing(certctl.open()) as store:
+        record = store.read(domain)
+        account = store.read_account(pebble.directory_url)
     assert record.order is not None
     # ask the CA (POST-as-GET needs the account) through certctl's own session
     from certctl.acme.session import AcmeSession
 
     session = AcmeSession(pebble.directory_url, ca_bundle=str(pebble.ca_bundle), timeout=10)
-    account = Store(certctl.store).read_account(pebble.directory_url)
     assert account is not None
     session.login(account[1], account[0].uri)
     status, detail = session.refresh_challenge(record.order.challenges[0])
@@ -189,13 +194,18 @@ def test_reissue_keeps_old_version(certctl: Certctl, pebble: PebbleServer) -> No
     second = certctl.json("issue", domain, "--force")
     assert (first["version"], second["version"]) == (1, 2)
     assert first["serial"] != second["serial"]
-    versions = certctl.store / "certs" / domain / "versions"
-    assert sorted(p.name for p in versions.iterdir()) == ["1", "2"]
-    assert os.readlink(certctl.store / "certs" / domain / "live") == "versions/2"
-    old_key = (versions / "1" / "privkey.pem").read_bytes()
-    assert old_key != (versions / "2" / "privkey.pem").read_bytes()
+    with closing(certctl.open()) as store:
+        assert store.versions(domain) == [1, 2]
+        assert store.live_version(domain) == 2
+        old_key = store.read_version(domain, 1)["privkey.pem"]
+        assert old_key != store.read_version(domain, 2)["privkey.pem"]
+        assert store.pending_key_ids(domain) == []
+    if certctl.backend == "filesystem":  # the on-disk layout behind the same facts
+        versions = certctl.store / "certs" / domain / "versions"
+        assert sorted(p.name for p in versions.iterdir()) == ["1", "2"]
+        assert os.readlink(certctl.store / "certs" / domain / "live") == "versions/2"
+        assert list((certctl.store / "certs" / domain).glob("pending*.key")) == []
     assert_issued(certctl, pebble, domain, [domain])
-    assert list((certctl.store / "certs" / domain).glob("pending*.key")) == []
 
 
 def test_multi_name_ecdsa_p384_and_rsa(certctl: Certctl, pebble: PebbleServer) -> None:
@@ -213,9 +223,7 @@ def test_multi_name_ecdsa_p384_and_rsa(certctl: Certctl, pebble: PebbleServer) -
             "--agree-tos",
         )
         assert_issued(certctl, pebble, domains[0], domains)
-        leaf = x509.load_pem_x509_certificate(
-            (certctl.store / "certs" / domains[0] / "live" / "cert.pem").read_bytes()
-        )
+        leaf = x509.load_pem_x509_certificate(certctl.live(domains[0])["cert.pem"])
         public = leaf.public_key()
         found = getattr(public, "curve", None)
         assert (found.name if found else public.key_size) == expected  # type: ignore[union-attr]
@@ -247,9 +255,17 @@ def test_account_created_once_and_key_private(certctl: Certctl, pebble: PebbleSe
     assert no_tos.returncode == 2 and "--agree-tos" in no_tos.stderr
     certctl.json("order", "-d", unique(), "--agree-tos", "--email", "ops@example.com")
     certctl.json("order", "-d", unique())  # reuses the account: no --agree-tos needed now
-    accounts = list((certctl.store / "accounts").iterdir())
-    assert len(accounts) == 1
-    key = accounts[0] / "account.key"
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert "BEGIN PRIVATE KEY" in key.read_text()
-    assert "ops@example.com" in (accounts[0] / "account.toml").read_text()
+    with closing(certctl.open()) as store:
+        assert store.account_servers() == [pebble.directory_url]
+        account = store.read_account(pebble.directory_url)
+    assert account is not None
+    record, key_pem = account
+    assert b"BEGIN PRIVATE KEY" in key_pem
+    assert record.email == "ops@example.com"
+    if certctl.backend == "filesystem":  # the key file on disk is private
+        accounts = list((certctl.store / "accounts").iterdir())
+        assert len(accounts) == 1
+        key = accounts[0] / "account.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert "BEGIN PRIVATE KEY" in key.read_text()
+        assert "ops@example.com" in (accounts[0] / "account.toml").read_text()

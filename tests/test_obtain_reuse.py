@@ -8,11 +8,11 @@ bad input (an e-mail address, issue before verify) is refused before the CA is a
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from certctl.store import Store
 
 from conftest import Certctl, make_due, standalone, unique
 from pebble import PebbleServer
@@ -20,12 +20,19 @@ from pebble import PebbleServer
 pytestmark = pytest.mark.pebble
 
 
-def meta(certctl: Certctl, name: str) -> bytes:
-    return (certctl.store / "certs" / name / "meta.toml").read_bytes()
+def meta(certctl: Certctl, name: str) -> Any:
+    """The stored record: meta.toml's bytes on files, the record read back on PostgreSQL."""
+    if certctl.backend == "filesystem":
+        return (certctl.store / "certs" / name / "meta.toml").read_bytes()
+    with closing(certctl.open()) as store:
+        return store.read(name).to_dict()
 
 
 def versions(certctl: Certctl, name: str) -> list[str]:
-    return sorted(p.name for p in (certctl.store / "certs" / name / "versions").iterdir())
+    if certctl.backend == "filesystem":
+        return sorted(p.name for p in (certctl.store / "certs" / name / "versions").iterdir())
+    with closing(certctl.open()) as store:
+        return [str(v) for v in store.versions(name)]
 
 
 def listed(certctl: Certctl) -> dict[str, dict[str, object]]:
@@ -49,7 +56,7 @@ def test_order_without_method_keeps_automatic_validation(
     assert shown["validation_settings"]["http_port"] == pebble.http_port
     assert listed(certctl)[domain]["renewal"] == "http-01 standalone"
     # the order is never finished: renew-due still renews it when due (not only a notice)
-    make_due(certctl.store, domain)
+    make_due(certctl, domain)
     renewed = certctl.run("renew-due", "--json")
     assert renewed.returncode == 0, renewed.stderr
     assert [c["action"] for c in json.loads(renewed.stdout)["certificates"]] == ["renewed"]
@@ -131,7 +138,7 @@ def test_issue_and_obtain_keep_a_certificate_that_is_not_due(
 def test_issue_reissues_a_due_certificate(certctl: Certctl, pebble: PebbleServer) -> None:
     domain = unique("due")
     certctl.json("obtain", "-d", domain, *standalone(pebble))
-    make_due(certctl.store, domain)
+    make_due(certctl, domain)
     issued = certctl.json("issue", domain)
     assert (issued["action"], issued["version"], issued["new_order"]) == ("issued", 2, True)
 
@@ -151,8 +158,10 @@ def test_dropping_a_name_is_refused_off_a_terminal(certctl: Certctl, pebble: Peb
         assert www in refused.stderr and "--drop-names" in refused.stderr
         assert refused.stderr.count("\n") == 1
         assert meta(certctl, domain) == before  # nothing changed, no order placed
-        assert not (certctl.store / "certs" / domain / "pending.key").exists()
-    record = Store(certctl.store).read(domain)
+        with closing(certctl.open()) as store:
+            assert store.pending_key_ids(domain) == []
+    with closing(certctl.open()) as store:
+        record = store.read(domain)
     assert record.order is None and record.domains == [domain, www]
 
     dropped = certctl.json("obtain", "-d", domain, *standalone(pebble), "--drop-names")
@@ -261,10 +270,15 @@ def test_invalid_email_refused_before_the_ca(
         proc = certctl.run(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "invalid e-mail address" in proc.stderr and "--email" in proc.stderr
-    assert not (certctl.store / "accounts").exists() or not any(
-        (certctl.store / "accounts").iterdir()
-    )
-    assert not (certctl.store / "certs" / domain).exists()
+    with closing(certctl.open()) as store:
+        assert store.account_servers() == []
+        assert store.read_account_key(pebble.directory_url) is None
+        assert not store.has(domain) and store.pending_key_ids(domain) == []
+    if certctl.backend == "filesystem":
+        assert not (certctl.store / "accounts").exists() or not any(
+            (certctl.store / "accounts").iterdir()
+        )
+        assert not (certctl.store / "certs" / domain).exists()
 
 
 def test_invalid_email_in_config_refused_before_registering(

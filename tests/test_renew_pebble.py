@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,8 +16,6 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-
-from certctl.store import Store
 
 from conftest import CERTCTL, Certctl, make_due, unique
 from pebble import PebbleServer, free_port
@@ -108,23 +108,46 @@ def test_due_certificate_renewed_with_deploy_hook(
 ) -> None:
     domain = unique()
     log = tmp_path / "hook.log"
+    deployed = tmp_path / "deployed"
     hook = f'echo "$CERTCTL_NAME|$CERTCTL_DOMAINS|$CERTCTL_FULLCHAIN_PATH" >> {log}'
+    if certctl.backend == "postgresql":
+        # no files on this host: CERTCTL_STORE (the URL), no path variables; the hook
+        # exports the new certificate itself, as README "export" shows
+        deployed.mkdir()
+        paths = "".join(
+            f"${{CERTCTL_{v}-}}" for v in ("LIVE_DIR", "CERT_PATH", "CHAIN_PATH", "KEY_PATH")
+        )
+        hook = (
+            'echo "$CERTCTL_NAME|$CERTCTL_DOMAINS|${CERTCTL_FULLCHAIN_PATH-unset}|$CERTCTL_STORE"'
+            f' >> {log}; [ -z "{paths}" ] || echo "path variables set" >> {log};'
+            f' {" ".join(CERTCTL)} export "$CERTCTL_NAME" --dir {deployed} >/dev/null'
+        )
     first = obtain(certctl, pebble, domain, "--deploy-hook", hook)
     log.unlink()  # issue ran it once; the renewal must run it once more
     other = unique("o")
     obtain(certctl, pebble, other)
     # policy override: renew when 1,000 days are left, i.e. now
-    make_due(certctl.store, domain)
+    make_due(certctl, domain)
     proc = certctl.run("renew-due", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert [(c["name"], c["action"]) for c in report["certificates"]] == [(domain, "renewed")]
     renewed = report["certificates"][0]
     assert renewed["serial"] != first["serial"]
-    live = certctl.store / "certs" / domain / "live"
-    assert os.readlink(live) == "versions/2"
-    assert (certctl.store / "certs" / domain / "versions" / "1" / "cert.pem").exists()
-    assert log.read_text().splitlines() == [f"{domain}|{domain}|{live}/fullchain.pem"]
+    with closing(certctl.open()) as store:
+        assert store.versions(domain) == [1, 2]
+        assert store.live_version(domain) == 2
+        old, new = (store.read_version(domain, v)["cert.pem"] for v in (1, 2))
+    assert old != new
+    if certctl.backend == "postgresql":  # CERTCTL_STORE (the URL) set, no path variables
+        assert log.read_text().splitlines() == [f"{domain}|{domain}|unset|{certctl.location}"]
+        assert (deployed / "fullchain.pem").read_bytes() == certctl.live(domain)["fullchain.pem"]
+        assert (deployed / "cert.pem").read_bytes() == new
+    else:
+        live = certctl.store / "certs" / domain / "live"
+        assert os.readlink(live) == "versions/2"
+        assert (certctl.store / "certs" / domain / "versions" / "1" / "cert.pem").exists()
+        assert log.read_text().splitlines() == [f"{domain}|{domain}|{live}/fullchain.pem"]
     # once renewed, it is not due again (renew_before still says 1000 days: reset it)
     certctl.run("set", domain, "--renew-before", "default", check=True)
     again = certctl.run("renew-due")
@@ -136,11 +159,14 @@ def test_failing_deploy_hook_exits_1_but_keeps_certificate(
 ) -> None:
     domain = unique()
     obtain(certctl, pebble, domain, "--deploy-hook", "echo reload failed >&2; exit 7")
-    make_due(certctl.store, domain)
+    make_due(certctl, domain)
     proc = certctl.run("renew-due")
     assert proc.returncode == 1
     assert "renewed" in proc.stdout and "exited 7: reload failed" in proc.stdout
-    assert os.readlink(certctl.store / "certs" / domain / "live") == "versions/2"
+    with closing(certctl.open()) as store:
+        assert store.live_version(domain) == 2
+    if certctl.backend == "filesystem":
+        assert os.readlink(certctl.store / "certs" / domain / "live") == "versions/2"
 
 
 def test_uploaded_near_expiry_notifies_email_and_webhook_once_a_day(
@@ -205,7 +231,7 @@ def test_failed_renewal_notifies_and_others_still_renew(
     obtain(certctl, pebble, good)
     obtain(certctl, pebble, bad)
     for name in (good, bad):
-        make_due(certctl.store, name)
+        make_due(certctl, name)
     pebble.set_servfail(bad)  # the domain now points nowhere
     try:
         proc = certctl.run("renew-due", "--json", extra_env=env)
@@ -222,13 +248,14 @@ def test_failed_renewal_notifies_and_others_still_renew(
     rerun = certctl.run("renew-due", "--json", extra_env=env)
     assert rerun.returncode == 0, rerun.stdout
     assert json.loads(rerun.stdout)["certificates"] == []
-    record = Store(certctl.store).read(bad)
-    assert record.renewal["failures"] == 1
+    with closing(certctl.open()) as store:
+        assert store.read(bad).renewal["failures"] == 1
     # --force overrides the back-off, and with DNS fixed the renewal succeeds
     forced = certctl.run("renew-due", "--force", bad, "--json", extra_env=env)
     assert forced.returncode == 0, forced.stdout
     assert json.loads(forced.stdout)["certificates"][0]["action"] == "renewed"
-    assert "failures" not in Store(certctl.store).read(bad).renewal
+    with closing(certctl.open()) as store:
+        assert "failures" not in store.read(bad).renewal
 
 
 def test_ten_concurrent_runs_renew_each_certificate_once(
@@ -237,7 +264,7 @@ def test_ten_concurrent_runs_renew_each_certificate_once(
     names = [unique("c") for _ in range(3)]
     for name in names:
         obtain(certctl, pebble, name)
-        make_due(certctl.store, name)
+        make_due(certctl, name)
     env = {**os.environ, **certctl.env()}
     procs = [
         subprocess.Popen(
@@ -262,23 +289,24 @@ def test_ten_concurrent_runs_renew_each_certificate_once(
     # second renewal would show: the per-certificate lock plus the re-read prevent it
     # only while a run holds the lock; renewed certificates are re-read under the lock)
     assert sorted(renewed) == sorted(names)
-    store = Store(certctl.store)
-    for name in names:
-        assert store.versions(name) == [1, 1 + renewed[name]]
+    with closing(certctl.open()) as store:
+        for name in names:
+            assert store.versions(name) == [1, 1 + renewed[name]]
 
 
 def test_dry_run_changes_nothing(certctl: Certctl, pebble: PebbleServer) -> None:
     domain = unique()
     obtain(certctl, pebble, domain)
-    make_due(certctl.store, domain)
+    make_due(certctl, domain)
     proc = certctl.run("renew-due", "--dry-run")
     assert proc.returncode == 0
     assert f"{domain}: would renew" in proc.stdout
-    assert Store(certctl.store).versions(domain) == [1]
+    with closing(certctl.open()) as store:
+        assert store.versions(domain) == [1]
 
 
 def test_certificate_without_aki_uses_the_lifetime_rule_and_others_still_renew(
-    certctl: Certctl, pebble: PebbleServer
+    certctl: Certctl, pebble: PebbleServer, request: pytest.FixtureRequest
 ) -> None:
     from cryptography import x509
 
@@ -289,13 +317,14 @@ def test_certificate_without_aki_uses_the_lifetime_rule_and_others_still_renew(
     good, plain = unique("good"), unique("noaki")
     obtain(certctl, pebble, good)
     obtain(certctl, pebble, plain)
-    make_due(certctl.store, good)
+    make_due(certctl, good)
     # `plain` now serves a certificate without an Authority Key Identifier (some private
     # CAs issue those): ARI cannot name it (RFC 9773 §4.1)
     leaf = certfactory.make_leaf(plain)
     with pytest.raises(x509.ExtensionNotFound):
         leaf.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
-    store = Store(certctl.store)
+    store = certctl.open()
+    request.addfinalizer(store.close)
     facts = Current(
         version=0,
         serial=format(leaf.cert.serial_number, "x"),
@@ -305,10 +334,14 @@ def test_certificate_without_aki_uses_the_lifetime_rule_and_others_still_renew(
         fingerprint="00",
         names=[plain],
     )
-    version = store.add_version(
-        plain, cert=leaf.cert_pem(), chain=leaf.chain_pem(), key=leaf.key_pem(), facts=facts
-    )
-    store.switch_live(plain, version)
+    with store.transaction():  # as ops do it: version, live switch and record commit together
+        version = store.add_version(
+            plain, cert=leaf.cert_pem(), chain=leaf.chain_pem(), key=leaf.key_pem(), facts=facts
+        )
+        store.switch_live(plain, version)
+        updated = store.read(plain)
+        updated.current = dataclasses.replace(facts, version=version)
+        store.write(updated)
     record = store.read(plain)
     assert record.current is not None and record.current.version == version
     before = datetime.now(UTC)
@@ -329,15 +362,28 @@ def test_force_renews_one_while_another_record_is_damaged(
     good, bad = unique("f"), unique("d")
     obtain(certctl, pebble, good)
     obtain(certctl, pebble, bad)
-    meta = certctl.store / "certs" / bad / "meta.toml"
-    lines = meta.read_text().splitlines()
-    meta.write_text(
-        "\n".join('not_after = "soon"' if x.startswith("not_after = ") else x for x in lines)
-    )
+    if certctl.backend == "postgresql":  # the same damage in the record's row
+        import psycopg
+
+        with psycopg.connect(certctl.location, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE certctl_certificates SET record = jsonb_set(record,"
+                " ARRAY['current', 'not_after'], '\"soon\"') WHERE name = %s",
+                (bad,),
+            )
+    else:
+        meta = certctl.store / "certs" / bad / "meta.toml"
+        lines = meta.read_text().splitlines()
+        meta.write_text(
+            "\n".join('not_after = "soon"' if x.startswith("not_after = ") else x for x in lines)
+        )
     proc = certctl.run("renew-due", "--force", good, "--json")
     assert proc.returncode == 1, proc.stderr  # something it was responsible for failed
     outcomes = {c["name"]: c for c in json.loads(proc.stdout)["certificates"]}
     assert outcomes[good]["action"] == "renewed"
     assert outcomes[bad]["action"] == "damaged"
     assert "current.not_after: expected a date-time" in outcomes[bad]["detail"]
-    assert os.readlink(certctl.store / "certs" / good / "live") == "versions/2"
+    with closing(certctl.open()) as store:
+        assert store.live_version(good) == 2
+    if certctl.backend == "filesystem":
+        assert os.readlink(certctl.store / "certs" / good / "live") == "versions/2"

@@ -104,7 +104,7 @@ class PgAccounts(PgLocks):
                 " WHERE server = %s",
                 (sealed, to_json(record.to_dict()), record.server),
             )
-            fault_point("account-rollover-new-written")
+        fault_point("account-rollover-new-written")  # committed, as on files: the CA not asked
 
     def previous_account_key(self, server: str) -> bytes | None:
         """The old key of an unsettled rollover, or None."""

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from certctl.errors import BadInput, CertctlError, StoreError
 from certctl.store.files import json_decode, json_encode
-from certctl.store.postgres.connection import check_url, connect, raise_database_error, redact
+from certctl.store.postgres.connection import (
+    check_url,
+    connect,
+    psycopg_module,
+    raise_database_error,
+    redact,
+)
 from certctl.store.postgres.schema import SCHEMA_VERSION, migrate, refuse_newer, schema_version
 
 if TYPE_CHECKING:
@@ -86,7 +92,7 @@ class PgBase:
             self._fail(e, doing)
 
     def _fail(self, error: Exception, doing: str) -> Any:
-        import psycopg
+        psycopg = psycopg_module()
 
         if isinstance(error, psycopg.Error):
             raise_database_error(error, self._location, doing)
@@ -95,7 +101,7 @@ class PgBase:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside commits together or not at all (nested: a savepoint)."""
-        import psycopg
+        psycopg = psycopg_module()
 
         local = self._local
         depth = getattr(local, "depth", 0)
@@ -140,7 +146,7 @@ class PgBase:
         return self._ready or self._version() is not None
 
     def _version(self) -> int | None:
-        import psycopg
+        psycopg = psycopg_module()
 
         try:
             return schema_version(self.conn())
@@ -158,7 +164,7 @@ class PgBase:
 
     def ensure(self) -> None:
         """Create the tables, or migrate them forward, before the first write."""
-        import psycopg
+        psycopg = psycopg_module()
 
         try:
             migrate(self.conn(), self._location)
