@@ -216,9 +216,10 @@ def test_ten_renew_due_on_one_due_certificate_renew_it_once(
         if actions == ["renewed"]:
             assert code == 0, err
             renewed.append(out)
-        elif actions == ["locked"]:
-            # documented: another run holds the lock → exit 3, naming the holder
-            assert code == 3, err
+        elif actions == ["taken"]:
+            # a shared store: another host holds the lock and does the work → silent, exit 0
+            # (the JSON still names the holder)
+            assert code == 0, err
             assert f"host {socket.gethostname()} pid " in entries[0]["detail"]
             locked.append(out)
         else:
@@ -257,7 +258,10 @@ def test_a_paused_renew_due_is_fenced_and_the_other_host_renews(
     try:
         wait_stopped(paused.pid)  # holds the lock, the new certificate in hand, not stored
         early = runner.run("renew-due", "--json", extra_env={"CERTCTL_CONFIG": str(config)})
-        assert early.returncode == 3, early.stderr  # the lease is still running
+        assert early.returncode == 0, early.stderr  # the lease is still running: taken
+        assert [e["action"] for e in json.loads(early.stdout)["certificates"]] == ["taken"]
+        quiet = runner.run("renew-due", extra_env={"CERTCTL_CONFIG": str(config)})
+        assert (quiet.returncode, quiet.stdout) == (0, "")  # a fleet's cron mails nothing
         time.sleep(6)
         other = runner.run("renew-due", "--json", extra_env={"CERTCTL_CONFIG": str(config)})
         assert other.returncode == 0, other.stderr
