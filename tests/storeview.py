@@ -113,3 +113,68 @@ def version_files(cx: Certctl, name: str, version: int) -> dict[str, bytes]:
     """The PEM files of one stored version."""
     with opened(cx) as store:
         return dict(store.read_version(name, version))
+
+
+def execute(cx: Certctl, statement: str, params: tuple[Any, ...] = ()) -> int:
+    """Run one statement on the runner's database as its owner (damage by hand); rows hit."""
+    import psycopg
+
+    with psycopg.connect(cx.location, autocommit=True) as conn:
+        return conn.execute(statement, params).rowcount  # type: ignore[arg-type]
+
+
+def names(cx: Certctl) -> list[str]:
+    """The certificates in the store (none when it does not exist yet)."""
+    with opened(cx) as store:
+        return store.names() if store.exists() else []  # type: ignore[no-any-return]
+
+
+def write_record(cx: Certctl, record: Any) -> None:
+    """Write a record straight into the store (creating it), as certctl would."""
+    with opened(cx) as store:
+        store.ensure()
+        with store.lock(record.name):
+            store.write(record)
+
+
+def leftovers(cx: Certctl) -> list[str]:
+    """Whatever a removed certificate could leave: entries under certs/, or rows of it."""
+    if cx.backend == "filesystem":
+        return sorted(os.listdir(cx.store / "certs"))
+    found = rows(cx)
+    tables = ("certctl_certificates", "certctl_versions", "certctl_live", "certctl_pending_keys")
+    return sorted(f"{table}: {row[0]}" for table in tables for row in found.get(table, []))
+
+
+LOCKER = """\
+import sys
+from certctl.store.opening import open_store
+store = open_store(sys.argv[1], warn=lambda message: None, key_file=sys.argv[3] or None)
+store.ensure()
+with store.lock(sys.argv[2]):
+    print("locked", flush=True)
+    sys.stdin.read()
+store.close()
+"""
+
+
+@contextmanager
+def lock_held_elsewhere(cx: Certctl, name: str) -> Iterator[None]:
+    """Another process holds `name`'s lock (on either backend) until the block ends."""
+    import subprocess
+    import sys
+
+    key_file = str(cx.key_file) if cx.key_file is not None else ""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, cx.location, name, key_file],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
