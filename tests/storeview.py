@@ -178,3 +178,11 @@ def lock_held_elsewhere(cx: Certctl, name: str) -> Iterator[None]:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=10)
+
+
+def query(cx: Certctl, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one query on the runner's database."""
+    import psycopg
+
+    with psycopg.connect(cx.location, autocommit=True) as conn:
+        return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
