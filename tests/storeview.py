@@ -186,3 +186,9 @@ def query(cx: Certctl, statement: str, params: tuple[Any, ...] = ()) -> list[tup
 
     with psycopg.connect(cx.location, autocommit=True) as conn:
         return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+def ensure(cx: Certctl) -> None:
+    """Create the (empty) store."""
+    with opened(cx) as store:
+        store.ensure()
