@@ -192,3 +192,30 @@ def ensure(cx: Certctl) -> None:
     """Create the (empty) store."""
     with opened(cx) as store:
         store.ensure()
+
+
+def findings(cx: Certctl) -> list[Any]:
+    """What `doctor` finds in the store (store/doctor.py, either backend)."""
+    from certctl.store.doctor import check
+
+    with opened(cx) as store:
+        return check(store)
+
+
+@contextmanager
+def read_only(cx: Certctl, request: Any, files: Any) -> Iterator[str]:
+    """Make the store unwritable; yields what certctl's one line will say about it.
+
+    Files: `files(directory)` (a read-only bind mount or modes). PostgreSQL: the
+    database's sessions become read-only, as on a replica.
+    """
+    if cx.backend == "filesystem":
+        with files(cx.store) as cause:
+            yield cause
+        return
+    postgres = request.getfixturevalue("postgres")
+    postgres.set_read_only(database(cx))
+    try:
+        yield "the server is read-only"
+    finally:
+        postgres.set_read_only(database(cx), False)
