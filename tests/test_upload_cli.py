@@ -1135,6 +1135,8 @@ def test_pebble_issued_certificate_uploads_into_another_store(
         "obtain", "-d", domain, "--standalone", "--http-port", str(pebble.http_port), "--agree-tos"
     )
     assert obtained.returncode == 0, obtained.stderr
+    assert f"Certificate {domain} stored as version 1" in obtained.stdout
+    assert_live_lines(obtained.stdout, certctl, domain)  # as upload's summary ends
     if certctl.backend == "filesystem":  # upload straight from the live files
         live = live_dir(certctl.store, domain)
     else:  # a database store has no files on this host: export them first
