@@ -222,8 +222,10 @@ def assert_live_lines(stdout: str, cx: Certctl, cert_name: str) -> None:
         assert "privkey:" not in stdout
         return
     live = live_dir(cx.store, cert_name)
-    for stem in ("cert", "chain", "fullchain", "privkey"):
-        assert summary_field(stdout, stem) == str(live / f"{stem}.pem")
+    stems = ("cert", "chain", "fullchain", "privkey")
+    expected = [f"  {stem + ':':<10} {live / f'{stem}.pem'}" for stem in stems]
+    assert stdout.splitlines()[-4:] == expected, stdout
+    assert "live files: none" not in stdout
 
 
 def listed(cx: Certctl, cert_name: str) -> dict[str, Any]:
