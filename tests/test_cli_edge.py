@@ -24,6 +24,7 @@ from certctl.store import Store
 from certctl.store.integrity import check_store
 from test_show_remove_export import run_on_terminal
 
+import storeview
 from certfactory import make_leaf
 from conftest import CERTCTL, Certctl, unique
 from pebble import PebbleServer
@@ -147,17 +148,17 @@ def test_remove_and_upload_work_with_a_standard_stream_closed(
 ) -> None:
     proc = run_with_closed(offline, fds, "remove", uploaded, "--yes")
     assert proc.returncode == 0, proc.stderr
-    assert Store(offline.store).names() == []
+    assert storeview.names(offline) == []
     proc = run_with_closed(offline, fds, "upload", "again", "--bundle", str(bundle))
     assert proc.returncode == 0, proc.stderr
-    assert Store(offline.store).names() == ["again"]
+    assert storeview.names(offline) == ["again"]
 
 
 def test_remove_without_yes_and_stdin_closed_refuses(offline: Certctl, uploaded: str) -> None:
     proc = run_with_closed(offline, (0,), "remove", uploaded)
     assert proc.returncode == 2
     assert "add --yes" in one_error_line(proc.stderr.decode())
-    assert Store(offline.store).names() == [uploaded]
+    assert storeview.names(offline) == [uploaded]
 
 
 def test_a_store_written_with_the_streams_closed_is_healthy(offline: Certctl, bundle: Path) -> None:
@@ -168,8 +169,8 @@ def test_a_store_written_with_the_streams_closed_is_healthy(offline: Certctl, bu
         offline, (0, 1, 2), "upload", "shop", "--bundle", str(bundle), "--replace"
     )
     assert proc.returncode == 0
-    assert check_store(Store(offline.store)) == []
-    assert Store(offline.store).versions("shop") == [1, 2]
+    assert storeview.findings(offline) == []
+    assert storeview.versions(offline, "shop") == [1, 2]
 
 
 # ---- 2. a closed pipe ------------------------------------------------------------
@@ -218,8 +219,7 @@ def test_closed_pipe_ends_quietly_with_141(
 
 
 def test_list_of_many_certificates_into_head(offline: Certctl, bundle: Path) -> None:
-    store = Store(offline.store)
-    store.ensure()
+    storeview.ensure(offline)
     for n in range(300):
         assert offline.invoke("upload", f"site-{n:03}", "--bundle", str(bundle)).exit_code == 0
     proc = subprocess.run(
@@ -315,20 +315,26 @@ def read_only(directory: Path) -> Iterator[str]:
     ids=lambda a: " ".join(a[:2]),
 )
 def test_read_only_store_is_one_line_naming_the_path(
-    offline: Certctl, uploaded: str, bundle: Path, args: tuple[str, ...]
+    offline: Certctl,
+    uploaded: str,
+    bundle: Path,
+    args: tuple[str, ...],
+    request: pytest.FixtureRequest,
 ) -> None:
-    before = tree(offline.store)
+    before = storeview.snapshot(offline)
     argv = [a.replace("{bundle}", str(bundle)) for a in args]
-    with read_only(offline.store) as cause:
+    with storeview.read_only(offline, request, read_only) as cause:
         proc = offline.run(*argv)
     assert proc.returncode == 1, proc.stderr
     line = one_error_line(proc.stderr)
-    assert str(offline.store) in line and cause in line, line
-    assert tree(offline.store) == before
+    assert offline.location in line and cause in line, line
+    assert storeview.snapshot(offline) == before
 
 
-def test_reading_commands_work_on_a_read_only_store(offline: Certctl, uploaded: str) -> None:
-    with read_only(offline.store):
+def test_reading_commands_work_on_a_read_only_store(
+    offline: Certctl, uploaded: str, request: pytest.FixtureRequest
+) -> None:
+    with storeview.read_only(offline, request, read_only):
         for args in (("list",), ("show", "shop"), ("doctor",), ("renew-due", "--dry-run")):
             proc = offline.run(*args)
             assert proc.returncode == 0, (args, proc.stderr)
@@ -336,17 +342,19 @@ def test_reading_commands_work_on_a_read_only_store(offline: Certctl, uploaded: 
 
 
 @pytest.mark.pebble
-def test_obtain_on_a_read_only_store(certctl: Certctl, pebble: PebbleServer, bundle: Path) -> None:
+def test_obtain_on_a_read_only_store(
+    certctl: Certctl, pebble: PebbleServer, bundle: Path, request: pytest.FixtureRequest
+) -> None:
     proc = certctl.run("upload", "shop", "--bundle", str(bundle))
     assert proc.returncode == 0, proc.stderr
-    before = tree(certctl.store)
+    before = storeview.snapshot(certctl)
     args = ["obtain", "-d", unique("ro"), "--standalone", "--http-port", str(pebble.http_port)]
-    with read_only(certctl.store) as cause:
+    with storeview.read_only(certctl, request, read_only) as cause:
         proc = certctl.run(*args, "--agree-tos")
     assert proc.returncode == 1, proc.stderr
     line = one_error_line(proc.stderr)
-    assert str(certctl.store) in line and cause in line, line
-    assert tree(certctl.store) == before
+    assert certctl.location in line and cause in line, line
+    assert storeview.snapshot(certctl) == before
 
 
 def test_store_root_whose_parent_is_read_only(
@@ -395,7 +403,7 @@ def test_bare_group_prints_its_help_not_an_error(offline: Certctl, args: tuple[s
     assert "error:" not in proc.stderr and proc.stdout == ""
     assert proc.stderr.startswith(f"Usage: certctl {' '.join(args)}".rstrip() + " [OPTIONS]")
     assert "Commands:" in proc.stderr
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
 
 
 # ---- 5. global options after the subcommand -----------------------------------------
@@ -404,20 +412,20 @@ def test_bare_group_prints_its_help_not_an_error(offline: Certctl, args: tuple[s
 def test_store_after_the_subcommand(offline: Certctl, uploaded: str, tmp_path: Path) -> None:
     other = tmp_path / "other"
     env = {"CERTCTL_STORE": str(other)}
-    proc = offline.run("list", "--store", str(offline.store), "--json", extra_env=env)
+    proc = offline.run("list", "--store", offline.location, "--json", extra_env=env)
     assert proc.returncode == 0, proc.stderr
     assert '"shop"' in proc.stdout
     # the value given last wins, wherever it is
     proc = offline.run(
-        "--store", str(other), "list", "--store", str(offline.store), "--json", extra_env=env
+        "--store", str(other), "list", "--store", offline.location, "--json", extra_env=env
     )
     assert '"shop"' in proc.stdout
     proc = offline.run(
-        "--store", str(offline.store), "list", "--store", str(other), "--json", extra_env=env
+        "--store", offline.location, "list", "--store", str(other), "--json", extra_env=env
     )
     assert proc.returncode == 0 and '"shop"' not in proc.stdout
     # the subcommand's copy reads no environment: CERTCTL_STORE does not beat --store
-    proc = offline.run("--store", str(offline.store), "list", "--json", extra_env=env)
+    proc = offline.run("--store", offline.location, "list", "--json", extra_env=env)
     assert '"shop"' in proc.stdout
 
 
@@ -464,20 +472,21 @@ def complete(words: str, cword: int, store: Path | None = None) -> list[str]:
 def test_global_options_complete_after_the_subcommand(offline: Certctl, uploaded: str) -> None:
     assert "--store" in complete("certctl list --st", 2)
     assert "--debug" in complete("certctl account show --de", 3)
-    assert complete(f"certctl remove --store {offline.store} s", 4) == ["shop"]
-    assert complete(f"certctl --store /nonexistent remove --store {offline.store} s", 6) == ["shop"]
+    at = offline.location
+    assert complete(f"certctl remove --store {at} s", 4) == ["shop"]
+    assert complete(f"certctl --store /nonexistent remove --store {at} s", 6) == ["shop"]
 
 
 # ---- 6. "n" at the remove prompt ----------------------------------------------------
 
 
 def test_answering_no_leaves_it_and_exits_0(offline: Certctl, uploaded: str) -> None:
-    before = tree(offline.store)
+    before = storeview.snapshot(offline)
     code, output = run_on_terminal(offline, ["remove", uploaded], "n")
     assert code == 0, output
     assert f"{uploaded!r} was not removed: left as it was" in output
     assert "error" not in output
-    assert tree(offline.store) == before
+    assert storeview.snapshot(offline) == before
 
 
 def test_declining_deactivate_exits_0(offline: Certctl) -> None:
@@ -598,13 +607,13 @@ def test_an_empty_path_variable_is_refused(offline: Certctl, tmp_path: Path, var
     line = one_error_line(proc.stderr)
     assert f"{variable} is set but empty" in line and "unset it" in line, line
     assert list(home.iterdir()) == []
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
 
 
 def test_an_empty_variable_is_fine_when_the_option_is_given(
     offline: Certctl, uploaded: str
 ) -> None:
-    proc = offline.run("list", "--store", str(offline.store), extra_env={"CERTCTL_STORE": ""})
+    proc = offline.run("list", "--store", offline.location, extra_env={"CERTCTL_STORE": ""})
     assert proc.returncode == 0, proc.stderr
     assert "shop" in proc.stdout
 

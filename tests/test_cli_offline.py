@@ -17,6 +17,7 @@ from certctl.cli import cli
 from certctl.models import CertRecord
 from certctl.store import Store
 
+import storeview
 from conftest import Certctl
 
 # Any order that wrongly got past validation would fail here instead of reaching a real CA.
@@ -64,12 +65,17 @@ def tree(root: Path) -> dict[str, Any] | None:
     return result
 
 
+def state(cx: Certctl) -> Any:
+    """Everything observable about the store (None before it exists): files, or rows."""
+    if cx.backend == "filesystem":
+        return tree(cx.store)
+    return storeview.rows(cx) or None
+
+
 @pytest.fixture
 def created(offline: Certctl) -> Certctl:
     """`offline` with its store created (and one certificate in it)."""
-    store = Store(offline.store)
-    store.ensure()
-    store.write(CertRecord(name="existing", domains=["existing.example.com"]))
+    storeview.write_record(offline, CertRecord(name="existing", domains=["existing.example.com"]))
     return offline
 
 
@@ -112,7 +118,7 @@ def test_every_command_short_and_long_help(offline: Certctl, name: str, flag: st
     assert first.startswith("Usage:") and f" {name} " in first
     assert "Example" in result.stdout
     assert "-h, --help" in result.stdout
-    assert not (offline.store).exists()  # help touches nothing
+    assert not storeview.exists(offline)  # help touches nothing
 
 
 def test_top_level_help_lists_every_command(offline: Certctl) -> None:
@@ -203,14 +209,14 @@ def test_bad_usage_exits_2_and_changes_nothing(
     args, fragments = _expand(args, inputs), _expand(fragments, inputs)
     if args[0] != "--server":
         args = [*DEAD_CA, *args]
-    before = tree(created.store)
+    before = state(created)
     code, out, err = call(created, mode, *args)
     assert code == 2, err
     line = one_error_line(err)
     for fragment in fragments:
         assert fragment in line
     assert out == ""
-    assert tree(created.store) == before
+    assert state(created) == before
 
 
 @pytest.mark.parametrize(
@@ -223,7 +229,7 @@ def test_bad_usage_on_missing_store_creates_nothing(
     code, _, err = call(offline, "invoke", *DEAD_CA, *args)
     assert code == 2
     assert fragments[0] in one_error_line(err)
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
 
 
 CLICK_USAGE = [
@@ -245,12 +251,12 @@ def test_option_errors_exit_2_and_change_nothing(
     created: Certctl, inputs: Path, mode: str, args: list[str], fragment: str
 ) -> None:
     args = _expand(args, inputs)
-    before = tree(created.store)
+    before = state(created)
     code, out, err = call(created, mode, *DEAD_CA, *args)
     assert code == 2
     assert fragment in err
     assert out == ""
-    assert tree(created.store) == before
+    assert state(created) == before
 
 
 @pytest.mark.parametrize(("args", "fragment"), CLICK_USAGE)
@@ -281,16 +287,16 @@ def test_unknown_name_exits_2_pointing_at_list(created: Certctl, mode: str, comm
 
 @pytest.mark.parametrize("command", ["verify", "issue"])
 def test_unknown_name_changes_nothing(created: Certctl, command: str) -> None:
-    before = tree(created.store)
+    before = state(created)
     code, _, _ = call(created, "invoke", *DEAD_CA, command, "nosuch")
     assert code == 2
-    assert tree(created.store) == before
+    assert state(created) == before
 
 
 def test_unknown_name_on_missing_store_creates_no_store(offline: Certctl) -> None:
     code, _, _ = call(offline, "invoke", *DEAD_CA, "verify", "nosuch")
     assert code == 2
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
 
 
 def test_debug_shows_a_traceback_for_bad_input(created: Certctl) -> None:
@@ -305,7 +311,7 @@ def test_debug_shows_a_traceback_for_bad_input(created: Certctl) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_list_empty_store(offline: Certctl, mode: str) -> None:
-    Store(offline.store).ensure()
+    storeview.ensure(offline)
     code, out, err = call(offline, mode, "list")
     assert code == 0, err
     assert "No certificates" in out
@@ -313,7 +319,7 @@ def test_list_empty_store(offline: Certctl, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_list_json_empty_store_prints_only_json(offline: Certctl, mode: str) -> None:
-    Store(offline.store).ensure()
+    storeview.ensure(offline)
     code, out, _ = call(offline, mode, "list", "--json")
     assert code == 0
     assert json.loads(out) == {"certificates": []}  # the whole of stdout is one document
@@ -324,29 +330,32 @@ def test_list_json_empty_store_prints_only_json(offline: Certctl, mode: str) -> 
 def test_list_missing_store_is_empty_and_creates_nothing(
     offline: Certctl, mode: str, json_output: bool
 ) -> None:
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
     code, out, err = call(offline, mode, "list", *(["--json"] if json_output else []))
     assert code == 0, err
     if json_output:
         assert json.loads(out) == {"certificates": []}
     else:
         assert "No certificates" in out
-    assert not os.path.lexists(offline.store)
+    assert not storeview.exists(offline)
 
 
-def _store_with_damage(path: Path) -> Store:
-    store = Store(path)
-    store.ensure()
+def _store_with_damage(cx: Certctl) -> None:
     for name in ("alpha", "broken", "gamma"):
-        store.write(CertRecord(name=name, domains=[f"{name}.example.com"]))
-    meta = path / "certs" / "broken" / "meta.toml"
-    meta.write_bytes(meta.read_bytes()[:20])  # truncated mid-way
-    return store
+        storeview.write_record(cx, CertRecord(name=name, domains=[f"{name}.example.com"]))
+    if cx.backend == "filesystem":
+        meta = cx.store / "certs" / "broken" / "meta.toml"
+        meta.write_bytes(meta.read_bytes()[:20])  # truncated mid-way
+    else:  # jsonb holds only whole JSON: a record cut short of its domains
+        damaged = (
+            """UPDATE certctl_certificates SET record = '{"name": "broken"}' WHERE name = %s"""
+        )
+        assert storeview.execute(cx, damaged, ("broken",)) == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_list_json_shows_damaged_entry_and_the_others(offline: Certctl, mode: str) -> None:
-    _store_with_damage(offline.store)
+    _store_with_damage(offline)
     code, out, err = call(offline, mode, "list", "--json")
     assert code == 0, err
     entries = {e["name"]: e for e in json.loads(out)["certificates"]}
@@ -360,7 +369,7 @@ def test_list_json_shows_damaged_entry_and_the_others(offline: Certctl, mode: st
 
 @pytest.mark.parametrize("mode", MODES)
 def test_list_table_shows_damaged_entry_and_the_others(offline: Certctl, mode: str) -> None:
-    _store_with_damage(offline.store)
+    _store_with_damage(offline)
     code, out, err = call(offline, mode, "list")
     assert code == 0, err
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
@@ -371,19 +380,25 @@ def test_list_table_shows_damaged_entry_and_the_others(offline: Certctl, mode: s
 
 
 def test_list_survives_wrongly_typed_meta(offline: Certctl) -> None:
-    store = _store_with_damage(offline.store)
-    store.write(CertRecord(name="typed", domains=["typed.example.com"]))
-    (offline.store / "certs" / "typed" / "meta.toml").write_text(
-        'name = "typed"\ndomains = ["typed.example.com"]\ncurrent = 5\n'
-    )
+    _store_with_damage(offline)
+    storeview.write_record(offline, CertRecord(name="typed", domains=["typed.example.com"]))
+    if offline.backend == "filesystem":
+        (offline.store / "certs" / "typed" / "meta.toml").write_text(
+            'name = "typed"\ndomains = ["typed.example.com"]\ncurrent = 5\n'
+        )
+    else:
+        typed = '{"name": "typed", "domains": ["typed.example.com"], "current": 5}'
+        statement = "UPDATE certctl_certificates SET record = %s::jsonb WHERE name = %s"
+        assert storeview.execute(offline, statement, (typed, "typed")) == 1
     code, out, _ = call(offline, "invoke", "list", "--json")
     assert code == 0
     states = {e["name"]: e["state"] for e in json.loads(out)["certificates"]}
     assert states["typed"] == "damaged"
 
 
+@pytest.mark.filesystem_only  # a stray file in the store's certs/ directory
 def test_list_survives_a_stray_file_in_certs(offline: Certctl) -> None:
-    _store_with_damage(offline.store)
+    _store_with_damage(offline)
     (offline.store / "certs" / "stray").write_text("oops")
     code, out, _ = call(offline, "invoke", "list", "--json")
     assert code == 0
@@ -392,9 +407,9 @@ def test_list_survives_a_stray_file_in_certs(offline: Certctl) -> None:
 
 
 def test_list_after_crash_in_first_order_shows_nothing_damaged(offline: Certctl) -> None:
-    store = Store(offline.store)
-    store.ensure()
-    store.write_pending_key("half", b"KEY")  # what the 'pending-key-after' fault point leaves
+    with storeview.opened(offline) as store:
+        store.ensure()
+        store.write_pending_key("half", b"KEY")  # what the 'pending-key-after' fault leaves
     code, out, _ = call(offline, "invoke", "list", "--json")
     assert code == 0
     assert [e for e in json.loads(out)["certificates"] if e["state"] == "damaged"] == []
@@ -404,9 +419,8 @@ def test_list_after_crash_in_first_order_shows_nothing_damaged(offline: Certctl)
 
 
 def test_certctl_store_env_is_honoured(offline: Certctl, tmp_path: Path) -> None:
-    Store(offline.store).ensure()
-    Store(offline.store).write(CertRecord(name="alpha", domains=["alpha.example.com"]))
-    assert offline.env()["CERTCTL_STORE"] == str(offline.store)
+    storeview.write_record(offline, CertRecord(name="alpha", domains=["alpha.example.com"]))
+    assert offline.env()["CERTCTL_STORE"] == offline.location
     listed = json.loads(offline.run("list", "--json", check=True).stdout)
     assert [e["name"] for e in listed["certificates"]] == ["alpha"]
 
@@ -418,8 +432,7 @@ def test_certctl_store_env_is_honoured(offline: Certctl, tmp_path: Path) -> None
 
 
 def test_store_option_overrides_env(offline: Certctl, tmp_path: Path) -> None:
-    Store(offline.store).ensure()
-    Store(offline.store).write(CertRecord(name="alpha", domains=["alpha.example.com"]))
+    storeview.write_record(offline, CertRecord(name="alpha", domains=["alpha.example.com"]))
     other = tmp_path / "other-store"
     Store(other).ensure()
     Store(other).write(CertRecord(name="beta", domains=["beta.example.com"]))
@@ -440,6 +453,7 @@ def test_symlinked_store_is_refused(offline: Certctl, tmp_path: Path, mode: str)
     assert out == ""
 
 
+@pytest.mark.filesystem_only  # the mode of the store directory
 def test_loose_store_permissions_are_repaired_with_a_warning(offline: Certctl) -> None:
     Store(offline.store).ensure()
     os.chmod(offline.store, 0o755)

@@ -13,9 +13,9 @@ import pytest
 from certctl.config import SCHEMA, Table
 from certctl.models import CertRecord
 from certctl.notify import CHANNELS, CONFIG
-from certctl.store import Store
-from test_cli_offline import one_error_line, tree
+from test_cli_offline import one_error_line, state
 
+import storeview
 from conftest import Certctl
 
 SECRET_HEADER = "Bearer s3cr3t-t0ken"
@@ -56,7 +56,13 @@ BAD: list[tuple[str, str]] = [
     ("[check]\nhttp_port = 80", "unknown key 'check' (did you mean 'checks'?)"),
     ("[checks]\nhttp_prot = 80", "unknown key 'checks.http_prot' (did you mean 'http_port'?)"),
     ("zzz = 1", "unknown key 'zzz' (known keys: server, ca_bundle, email, timeout, notice_days,"
-                " checks, notify)"),
+                " store, checks, notify)"),
+    # [store]
+    ("[store]\nurl = 5", "store.url must be a store directory or a postgresql:// URL"),
+    ("[store]\nkey_file = 5", "store.key_file must be the path of the store key file"),
+    ("[store]\nlease = 1", "store.lease must be a number of seconds at least 5 and at most 3600"
+                          " (got 1)"),
+    ("[store]\nleas = 60", "unknown key 'store.leas' (did you mean 'lease'?)"),
     # [notify]
     ("notify = 5", "[notify] must be a table"),
     ('[notify.slack]\nurl = "https://x"', "unknown notify channel 'slack' (known keys: email,"
@@ -157,9 +163,7 @@ timeout = 60
 
 @pytest.fixture
 def created(offline: Certctl) -> Certctl:
-    store = Store(offline.store)
-    store.ensure()
-    store.write(CertRecord(name="existing", domains=["existing.example.com"]))
+    storeview.write_record(offline, CertRecord(name="existing", domains=["existing.example.com"]))
     return offline
 
 
@@ -169,13 +173,13 @@ def test_bad_config_exits_2_naming_the_key_before_anything_is_written(
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text(text + "\n")
-    before = tree(created.store)
+    before = state(created)
     result = created.invoke("--config", str(config), "renew-due")
     assert result.exit_code == 2, result.stderr
     line = one_error_line(result.stderr)
     assert line.startswith(f"error: config file {config}: "), line
     assert fragment in line, line
-    assert tree(created.store) == before
+    assert state(created) == before
     assert SECRET_HEADER not in line and "hunter2" not in line  # values of secrets never shown
 
 
@@ -200,7 +204,7 @@ def test_every_key_at_a_valid_value_is_accepted(offline: Certctl, tmp_path: Path
     config.write_text(GOOD)
     result = offline.invoke("--config", str(config), "list", "--json")
     assert result.exit_code == 0, result.stderr
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
 
 
 def test_bad_config_through_a_subprocess_is_one_line(offline: Certctl, tmp_path: Path) -> None:
@@ -211,4 +215,4 @@ def test_bad_config_through_a_subprocess_is_one_line(offline: Certctl, tmp_path:
     assert one_error_line(proc.stderr) == (
         f"error: config file {config}: unknown key 'servr' (did you mean 'server'?)"
     )
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)

@@ -13,6 +13,7 @@ from certctl.challenges.dns.protocol import Expectation, Server
 from certctl.challenges.dns.settings import settings_for
 from certctl.errors import OperationFailed
 
+import storeview
 from conftest import Certctl
 
 SECRET = base64.b64encode(b"s" * 32).decode()
@@ -71,7 +72,7 @@ def test_bad_dns_options_exit_2(offline: Certctl, args: list[str], message: str)
     assert code == 2, output
     assert message in output
     assert len(output.strip().splitlines()) == 1
-    assert not offline.store.exists()  # nothing was changed
+    assert not storeview.exists(offline)  # nothing was changed
 
 
 def test_provider_needs_dns_challenge(offline: Certctl) -> None:

@@ -6,6 +6,7 @@ as `account` with subcommands) is checked without touching this file.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -115,7 +116,7 @@ def test_completions_match_what_click_generates(source: str) -> None:
     )
 
 
-def complete(words: str, cword: int, store: Path | None = None) -> list[str]:
+def complete(words: str, cword: int, store: Path | str | None = None) -> list[str]:
     """Run click's bash completion protocol in-process; the offered values."""
     env = {"COMP_WORDS": words, "COMP_CWORD": str(cword), "_CERTCTL_COMPLETE": "bash_complete"}
     if store is not None:
@@ -126,12 +127,13 @@ def complete(words: str, cword: int, store: Path | None = None) -> list[str]:
 
 
 @pytest.fixture
-def stored_names(offline: Certctl, tmp_path: Path) -> Path:
+def stored_names(offline: Certctl, tmp_path: Path) -> str:
+    """Three names in the store; its location (a directory, or a postgresql:// URL)."""
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(make_leaf("www.example.com").bundle_pem())
     for name in ("shop", "shop-eu", "blog"):
         assert offline.run("upload", name, "--bundle", str(bundle)).returncode == 0
-    return offline.store
+    return offline.location
 
 
 def test_completion_offers_subcommands_and_options() -> None:
@@ -140,7 +142,7 @@ def test_completion_offers_subcommands_and_options() -> None:
     assert "--dir" in complete("certctl export shop --", 3)
 
 
-def test_completion_offers_stored_names(stored_names: Path) -> None:
+def test_completion_offers_stored_names(stored_names: str) -> None:
     assert complete("certctl show ", 2, stored_names) == ["blog", "shop", "shop-eu"]
     assert complete("certctl show sh", 2, stored_names) == ["shop", "shop-eu"]
     # every NAME argument, and --store given on the line, not only CERTCTL_STORE
@@ -154,7 +156,7 @@ def test_completion_never_fails(tmp_path: Path) -> None:
     assert complete("certctl show ", 2, tmp_path / "afile") == []
 
 
-def test_bash_script_completes_through_a_real_bash(stored_names: Path, tmp_path: Path) -> None:
+def test_bash_script_completes_through_a_real_bash(stored_names: str, tmp_path: Path) -> None:
     """Source completions/certctl.bash in bash and run its completion function."""
     import sys
 
@@ -172,7 +174,12 @@ def test_bash_script_completes_through_a_real_bash(stored_names: Path, tmp_path:
         ["bash", "-c", script],
         capture_output=True,
         text=True,
-        env={"PATH": f"{shim.parent}:/usr/bin:/bin", "CERTCTL_STORE": str(stored_names)},
+        env={
+            "PATH": f"{shim.parent}:/usr/bin:/bin",
+            "CERTCTL_STORE": stored_names,
+            # this tree's certctl; a database store's password from the libpq password file
+            **{k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "PGPASSFILE")},
+        },
         timeout=30,
     )
     assert proc.returncode == 0, proc.stderr

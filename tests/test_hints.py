@@ -22,8 +22,8 @@ import pytest
 
 from certctl.models import SOURCE_UPLOAD, CertRecord, Current, Validation
 from certctl.policy import hints
-from certctl.store import Store
 
+import storeview
 from certfactory import make_leaf
 from conftest import Certctl, unique
 from pebble import PebbleServer
@@ -342,7 +342,8 @@ def test_wildcard_hints_keep_the_apex_quote_the_star_and_work(
     env = {**os.environ, **certctl.env()}
     runner = shlex.join([sys.executable, "-m", "certctl"])
     accepted(expected.replace("certctl ", f"{runner} ", 1), env, tmp_path)
-    record = Store(certctl.store).read(name)
+    with storeview.opened(certctl) as store:
+        record = store.read(name)
     assert record.order is not None and record.domains == [f"*.{base}", base]
     assert record.validation.challenge == "dns"
     shown = json.loads(certctl.run("show", name, "--json").stdout)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from certctl.models import CertRecord, Challenge, OrderState, Validation
-from certctl.store import Store
 
+import storeview
 from certfactory import make_leaf
 from conftest import Certctl, unique
 from pebble import PebbleServer
@@ -36,10 +36,8 @@ def _record(name: str, expires: datetime, challenges: list[Challenge]) -> CertRe
     )
 
 
-def _write(store: Path, record: CertRecord) -> None:
-    s = Store(store)
-    s.ensure()
-    s.write(record)
+def _write(cx: Certctl, record: CertRecord) -> None:
+    storeview.write_record(cx, record)
 
 
 DNS = Challenge(
@@ -62,8 +60,8 @@ HTTP = Challenge(
 
 def test_show_text_prints_what_to_publish(offline: Certctl) -> None:
     later = datetime.now(UTC) + timedelta(days=7)
-    _write(offline.store, _record("wildcard.d.test", later, [DNS]))
-    _write(offline.store, _record("h.test", later, [HTTP]))
+    _write(offline, _record("wildcard.d.test", later, [DNS]))
+    _write(offline, _record("h.test", later, [HTTP]))
     dns = offline.run("show", "wildcard.d.test")
     assert dns.returncode == 0, dns.stderr
     assert "      name:  _acme-challenge.d.test.\n" in dns.stdout
@@ -80,7 +78,7 @@ def test_show_text_prints_what_to_publish(offline: Certctl) -> None:
 
 def test_an_expired_order_is_order_expired(offline: Certctl) -> None:
     past = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
-    _write(offline.store, _record("wildcard.d.test", past, [DNS]))
+    _write(offline, _record("wildcard.d.test", past, [DNS]))
     listed = json.loads(offline.invoke("list", "--json").stdout)["certificates"]
     assert [(e["name"], e["state"]) for e in listed] == [("wildcard.d.test", "order expired")]
     assert listed[0]["reason"] == "order expired 2026-01-02 03:04 UTC: order again"

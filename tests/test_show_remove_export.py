@@ -14,10 +14,7 @@ import select
 import shlex
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,8 +26,8 @@ from cryptography.hazmat.primitives import hashes
 from certctl.models import CertRecord, Challenge, OrderState, Validation
 from certctl.ops.inspect import REDACTED
 from certctl.pki.certinfo import serial_hex
-from certctl.store import Store
 
+import storeview
 from certfactory import Issued, make_leaf
 from conftest import CERTCTL, Certctl, unique
 from pebble import PebbleServer
@@ -105,30 +102,7 @@ def obtain(certctl: Certctl, pebble: PebbleServer, domain: str, *extra: str) -> 
     )
 
 
-@contextmanager
-def lock_held_elsewhere(store: Path, name: str) -> Iterator[None]:
-    """Another process holds `name`'s lock until the block ends."""
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from certctl.store import Store\n"
-        "with Store(Path(sys.argv[1])).lock(sys.argv[2]):\n"
-        "    print('locked', flush=True)\n"
-        "    sys.stdin.read()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(store), name],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
+lock_held_elsewhere = storeview.lock_held_elsewhere
 
 
 def run_on_terminal(certctl: Certctl, args: list[str], answer: str) -> tuple[int, str]:
@@ -305,13 +279,13 @@ def test_remove_needs_yes_then_removes_whole_and_the_name_is_reusable(
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
     assert name in names_in_list(certctl)
-    assert (live_dir(certctl, name) / "fullchain.pem").is_file()
+    assert certctl.live(name)["fullchain.pem"]
 
     removed = certctl.run("remove", name, "--yes")
     assert removed.returncode == 0, removed.stderr
     assert f"Removed {name}" in removed.stdout
     assert name not in names_in_list(certctl)
-    assert os.listdir(certctl.store / "certs") == []  # no leftover, not even a renamed one
+    assert storeview.leftovers(certctl) == []  # no leftover, not even a renamed one
     assert certctl.run("show", name).returncode == 2
 
     again = obtain(certctl, pebble, name)
@@ -323,12 +297,12 @@ def test_remove_needs_yes_then_removes_whole_and_the_name_is_reusable(
 def test_remove_locked_by_another_process_exits_3(certctl: Certctl, pebble: PebbleServer) -> None:
     name = unique("lk")
     obtain(certctl, pebble, name)
-    with lock_held_elsewhere(certctl.store, name):
+    with lock_held_elsewhere(certctl, name):
         proc = certctl.run("remove", name, "--yes")
     assert proc.returncode == 3
     assert "retry later" in proc.stderr and proc.stderr.count("\n") == 1
     assert name in names_in_list(certctl)
-    assert (live_dir(certctl, name) / "privkey.pem").is_file()
+    assert certctl.live(name)["privkey.pem"]
 
 
 @pytest.mark.pebble
@@ -341,9 +315,9 @@ def test_export_as_deploy_hook_during_obtain(
     hook = f'{shlex.join(CERTCTL)} export "$CERTCTL_NAME" --dir {shlex.quote(str(target))}'
     name = unique("hook")
     obtain(certctl, pebble, name, "--deploy-hook", hook)
-    live = live_dir(certctl, name)
+    live = certctl.live(name)
     for filename in LIVE_FILES:
-        assert (target / filename).read_bytes() == (live / filename).read_bytes()
+        assert (target / filename).read_bytes() == live[filename]
 
 
 # ---- offline: uploaded certificates and records written through the Store API ----
@@ -363,10 +337,8 @@ def uploaded(offline: Certctl, leaf: Issued, tmp_path: Path) -> str:
     return "shop"
 
 
-def write_record(store: Path, record: CertRecord) -> None:
-    s = Store(store)
-    s.ensure()
-    s.write(record)
+def write_record(cx: Certctl, record: CertRecord) -> None:
+    storeview.write_record(cx, record)
 
 
 def pending_record(name: str, **kw: Any) -> CertRecord:
@@ -437,6 +409,16 @@ def test_show_uploaded_text(offline: Certctl, uploaded: str, leaf: Issued) -> No
     assert fingerprint(leaf.cert) in proc.stdout
     assert "last notice:  never" in proc.stdout
     assert "PRIVATE KEY" not in proc.stdout
+    if offline.backend == "filesystem":  # where the web server points
+        fullchain = offline.store / "certs" / uploaded / "live" / "fullchain.pem"
+        assert "  live paths:\n    cert:" in proc.stdout
+        assert f"    fullchain: {fullchain}\n" in proc.stdout
+        assert "live files: none" not in proc.stdout
+    else:  # a shared store has no files on this host: one line saying how to get them
+        export = f"certctl export {uploaded} --dir DIR"
+        line = f"  live files: none on this host (shared store): {export}"
+        assert line in proc.stdout.splitlines(), proc.stdout
+        assert "live paths:" not in proc.stdout
 
 
 def test_show_pem_offline(offline: Certctl, uploaded: str, leaf: Issued) -> None:
@@ -446,7 +428,7 @@ def test_show_pem_offline(offline: Certctl, uploaded: str, leaf: Issued) -> None
 
 
 def test_show_pending_order(offline: Certctl) -> None:
-    write_record(offline.store, pending_record("pend"))
+    write_record(offline, pending_record("pend"))
     shown = json.loads(offline.invoke("show", "pend", "--json").stdout)
     assert shown["state"] == "pending order"
     assert shown["certificate"] is None and shown["chain"] == []
@@ -485,7 +467,7 @@ def test_show_redacts_secret_settings(offline: Certctl) -> None:
     record = pending_record(
         "dnsx", validation=Validation(challenge="dns", method="rfc2136", settings=settings)
     )
-    write_record(offline.store, record)
+    write_record(offline, record)
     shown = json.loads(offline.invoke("show", "dnsx", "--json").stdout)
     assert shown["validation"] == "dns-01 rfc2136"
     assert shown["validation_settings"] == {
@@ -512,7 +494,7 @@ def test_show_unknown_name_exit_2_points_at_list(offline: Certctl) -> None:
     proc = offline.run("show", "nosuch")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "see 'certctl list'" in proc.stderr
-    assert not offline.store.exists()  # looking creates nothing
+    assert not storeview.exists(offline)  # looking creates nothing
 
 
 def test_show_bad_name_and_conflicting_options(offline: Certctl, uploaded: str) -> None:
@@ -525,7 +507,7 @@ def test_remove_refuses_without_yes_off_terminal(offline: Certctl, uploaded: str
     result = offline.invoke("remove", uploaded)
     assert result.exit_code == 2
     assert "add --yes" in result.stderr and result.stdout == ""
-    assert Store(offline.store).names() == [uploaded]
+    assert storeview.names(offline) == [uploaded]
 
 
 def test_remove_asks_on_a_terminal(offline: Certctl, uploaded: str) -> None:
@@ -533,11 +515,11 @@ def test_remove_asks_on_a_terminal(offline: Certctl, uploaded: str) -> None:
     assert code == 0, output  # declining is not an error: left as it was
     assert f"Remove {uploaded} (www.example.com, example.com) with its 1 version(s)" in output
     assert "was not removed" in output
-    assert Store(offline.store).names() == [uploaded]
+    assert storeview.names(offline) == [uploaded]
     code, output = run_on_terminal(offline, ["remove", uploaded], "y")
     assert code == 0, output
     assert f"Removed {uploaded}" in output
-    assert Store(offline.store).names() == []
+    assert storeview.names(offline) == []
 
 
 def test_remove_json_and_exactly_the_entry(
@@ -555,44 +537,55 @@ def test_remove_json_and_exactly_the_entry(
         "versions": 1,
         "pending_order": None,
     }
-    assert sorted(os.listdir(offline.store / "certs")) == ["other"]
-    assert Store(offline.store).read("other").current is not None
+    assert storeview.names(offline) == ["other"]
+    if offline.backend == "filesystem":  # nothing else left under certs/
+        assert sorted(os.listdir(offline.store / "certs")) == ["other"]
+    else:  # no row of it left
+        assert {line.split(": ")[1] for line in storeview.leftovers(offline)} == {"other"}
+    with storeview.opened(offline) as store:
+        assert store.read("other").current is not None
 
 
 def test_remove_drops_a_pending_order_and_says_so(offline: Certctl) -> None:
-    write_record(offline.store, pending_record("pend"))
-    Store(offline.store).write_pending_key("pend", b"-----BEGIN PRIVATE KEY-----\n")
+    write_record(offline, pending_record("pend"))
+    with storeview.opened(offline) as store, store.lock("pend"):
+        store.write_pending_key("pend", b"-----BEGIN PRIVATE KEY-----\n")
     proc = offline.run("remove", "pend", "--yes")
     assert proc.returncode == 0, proc.stderr
     assert "Dropped its pending order locally" in proc.stdout
     assert "expires at the CA" in proc.stdout
-    assert Store(offline.store).names() == []
-    write_record(offline.store, pending_record("pend"))
+    assert storeview.names(offline) == []
+    write_record(offline, pending_record("pend"))
     report = json.loads(offline.run("remove", "pend", "--yes", "--json").stdout)
     assert report["pending_order"]["url"] == "https://ca.invalid/order/1"
     assert report["pending_order"]["status"] == "pending"
 
 
 def test_remove_damaged_entry(offline: Certctl, uploaded: str) -> None:
-    (offline.store / "certs" / uploaded / "meta.toml").write_text("not = [valid toml")
-    assert offline.run("show", uploaded).returncode == 1
+    if offline.backend == "filesystem":
+        (offline.store / "certs" / uploaded / "meta.toml").write_text("not = [valid toml")
+    else:  # valid JSON (jsonb holds nothing else), not a record
+        damaged = "UPDATE certctl_certificates SET record = '[\"not a record\"]' WHERE name = %s"
+        assert storeview.execute(offline, damaged, (uploaded,)) == 1
+    shown = offline.run("show", uploaded)
+    assert shown.returncode == 1 and "damaged" in shown.stderr, shown.stderr
     proc = offline.run("remove", uploaded, "--yes")
     assert proc.returncode == 0, proc.stderr
-    assert Store(offline.store).names() == []
+    assert storeview.names(offline) == []
 
 
 def test_remove_unknown_and_locked(offline: Certctl, uploaded: str) -> None:
     proc = offline.run("remove", "nosuch", "--yes")
     assert proc.returncode == 2 and "see 'certctl list'" in proc.stderr
-    with lock_held_elsewhere(offline.store, uploaded):
+    with lock_held_elsewhere(offline, uploaded):
         proc = offline.run("remove", uploaded, "--yes")
     assert proc.returncode == 3 and "pid" in proc.stderr
-    assert Store(offline.store).names() == [uploaded]
+    assert storeview.names(offline) == [uploaded]
 
 
 def test_remove_on_missing_store_creates_nothing(offline: Certctl) -> None:
     assert offline.run("remove", "nosuch", "--yes").returncode == 2
-    assert not offline.store.exists()
+    assert not storeview.exists(offline)
 
 
 def test_export_offline_modes_bytes_and_key_mode(
@@ -656,9 +649,10 @@ def test_export_refuses_a_file_the_store_and_a_pending_order(
     proc = offline.run("export", uploaded, "--dir", str(tmp_path / "missing"))
     assert proc.returncode == 2 and "not a directory: create it first" in proc.stderr
     assert not (tmp_path / "missing").exists()
-    proc = offline.run("export", uploaded, "--dir", str(offline.store / "certs"))
-    assert proc.returncode == 2 and "inside the store" in proc.stderr
-    write_record(offline.store, pending_record("pend"))
+    if offline.backend == "filesystem":  # a database store has no directory to write into
+        proc = offline.run("export", uploaded, "--dir", str(offline.store / "certs"))
+        assert proc.returncode == 2 and "inside the store" in proc.stderr
+    write_record(offline, pending_record("pend"))
     target = tmp_path / "out"
     target.mkdir()
     proc = offline.run("export", "pend", "--dir", str(target))

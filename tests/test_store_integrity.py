@@ -5,6 +5,9 @@
 - `live` is accepted only as `versions/<n>`, relative and inside the certificate.
 - index.json is a cache: a hand edit, a damaged or odd file, or a record edited behind
   its stamp is never trusted; the cache is rebuilt from meta.toml.
+- On PostgreSQL (no files), `doctor` finds damage in the database: a record that does
+  not parse, a live key that does not match, a pending order without its key, an
+  interrupted account rollover; without the store key it says the keys went unchecked.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from typing import Any
 import pytest
 
 from certctl.errors import StoreError
+from certctl.models import AccountRecord, CertRecord, OrderState
 from certctl.store import Store
 from certctl.store import index as store_index
 from certctl.store.files import write_temp
 
-from certfactory import make_leaf
-from conftest import CERTCTL, Certctl
+import storeview
+from certfactory import make_leaf, private_key
+from conftest import CERTCTL, Certctl, store_key
+from postgres import PostgresServer
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +72,12 @@ def test_certificate_named_like_a_temp_file_is_healthy(offline: Certctl, tmp_pat
     code, findings = doctor(offline)
     assert (code, findings) == (0, [])
     assert sorted(listed(offline)) == ["a.tmp-1", "b.tmp-1234abcd", "c.removed-x"]
-    assert all((offline.store / "certs" / n / "meta.toml").is_file() for n in listed(offline))
+    assert storeview.names(offline) == ["a.tmp-1", "b.tmp-1234abcd", "c.removed-x"]
+    if offline.backend == "filesystem":
+        assert all((offline.store / "certs" / n / "meta.toml").is_file() for n in listed(offline))
 
 
+@pytest.mark.filesystem_only  # temp files of interrupted renames
 def test_real_leftovers_of_interrupted_writes_are_reported(
     offline: Certctl, tmp_path: Path
 ) -> None:
@@ -102,6 +111,7 @@ def test_real_leftovers_of_interrupted_writes_are_reported(
 @pytest.mark.parametrize(
     "target", ["/elsewhere/1", "../other/versions/1", "./versions/1", "versions/1/", "x/1"]
 )
+@pytest.mark.filesystem_only  # the live symlink
 def test_live_pointing_anywhere_but_versions_n_is_damaged(
     offline: Certctl, tmp_path: Path, target: str
 ) -> None:
@@ -121,6 +131,7 @@ def test_live_pointing_anywhere_but_versions_n_is_damaged(
     assert target in findings[0]["problem"]
 
 
+@pytest.mark.filesystem_only  # the live symlink
 def test_live_that_is_not_a_symlink_is_damaged(offline: Certctl, tmp_path: Path) -> None:
     upload(offline, "web", tmp_path)
     live = offline.store / "certs" / "web" / "live"
@@ -152,6 +163,7 @@ def listed_in_process(certctl: Certctl) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in json.loads(result.stdout)["certificates"]}
 
 
+@pytest.mark.filesystem_only  # index.json, the filesystem store's list cache
 def test_hand_edited_index_is_not_trusted(offline: Certctl, tmp_path: Path, aged: None) -> None:
     """An expiring certificate edited to look fine in index.json still warns."""
     upload(offline, "soon", tmp_path, left=5)
@@ -168,6 +180,7 @@ def test_hand_edited_index_is_not_trusted(offline: Certctl, tmp_path: Path, aged
     assert "soon" in due.stdout, due.stdout
 
 
+@pytest.mark.filesystem_only  # index.json, the filesystem store's list cache
 def test_record_edited_behind_its_stamp_is_not_trusted(
     offline: Certctl, tmp_path: Path, aged: None
 ) -> None:
@@ -194,6 +207,7 @@ def test_record_edited_behind_its_stamp_is_not_trusted(
     assert now["domains"] == ["wex.example.com"]
 
 
+@pytest.mark.filesystem_only  # index.json, the filesystem store's list cache
 def test_records_written_just_now_are_not_cached(offline: Certctl, tmp_path: Path) -> None:
     """A same-size edit within one timestamp tick would keep every stamp: recent
     records are parsed again until they are older than any file system's tick."""
@@ -203,6 +217,7 @@ def test_records_written_just_now_are_not_cached(offline: Certctl, tmp_path: Pat
     assert b"web" not in body
 
 
+@pytest.mark.filesystem_only  # index.json, the filesystem store's list cache
 @pytest.mark.parametrize(
     "damage",
     [
@@ -280,6 +295,7 @@ def _with_header(header: bytes, body: bytes) -> bytes:
     return json.dumps(fields).encode() + b"\n" + body
 
 
+@pytest.mark.filesystem_only  # index.json, the filesystem store's list cache
 def test_doctor_reports_an_index_that_is_not_a_file(offline: Certctl, tmp_path: Path) -> None:
     upload(offline, "web", tmp_path)
     index = index_path(offline)
@@ -288,3 +304,180 @@ def test_doctor_reports_an_index_that_is_not_a_file(offline: Certctl, tmp_path: 
     code, findings = doctor(offline)
     assert code == 0
     assert [(f["severity"], f["path"]) for f in findings] == [("warning", str(index))]
+
+
+# ---- doctor on the PostgreSQL store: damage in the database ------------------------------
+
+
+@pytest.fixture
+def database(pg_url: str, store: Path, tmp_path: Path) -> Certctl:
+    """certctl on a fresh PostgreSQL database with its store key (no CA)."""
+    return Certctl(store, None, location=pg_url, key_file=store_key(tmp_path))
+
+
+def doctor_json(certctl: Certctl, *args: str, **extra_env: str) -> tuple[int, dict[str, Any]]:
+    proc = certctl.run(*args, "doctor", "--json", extra_env=extra_env)
+    assert proc.stderr == "", proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_doctor_on_a_healthy_database_finds_nothing(database: Certctl, tmp_path: Path) -> None:
+    upload(database, "web", tmp_path)
+    code, report = doctor_json(database)
+    assert (code, report["healthy"], report["findings"]) == (0, True, [])
+    assert report["store"] == database.location
+    text = database.run("doctor")
+    assert (text.returncode, text.stdout) == (0, f"store {database.location}: healthy\n")
+
+
+def test_doctor_reports_a_damaged_record_row(
+    database: Certctl, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    upload(database, "web", tmp_path)
+    upload(database, "other", tmp_path)
+    postgres.sql(
+        """UPDATE certctl_certificates SET record = '{"name": "web", "domains": 5}'"""
+        " WHERE name = 'web'",
+        dbname=storeview.database(database),
+    )
+    code, report = doctor_json(database)
+    assert (code, report["healthy"]) == (1, False)
+    (finding,) = report["findings"]
+    assert (finding["severity"], finding["name"], finding["path"]) == (
+        "error",
+        "web",
+        "certificates/web",
+    )
+    assert "metadata of 'web' is damaged" in finding["problem"]
+    assert "domains: expected an array, got an integer" in finding["problem"]
+    text = database.run("doctor")
+    assert text.returncode == 1
+    assert text.stdout.startswith("error: web: certificates/web: metadata of 'web' is damaged")
+
+
+def test_doctor_reports_a_live_version_whose_key_does_not_match(
+    database: Certctl, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    upload(database, "web", tmp_path)
+    stranger = make_leaf("stranger.example.com", key=private_key("ec256", 99))
+    with storeview.opened(database) as opened, opened.lock("web"):
+        cert = database.live("web")
+        version = opened.add_version(
+            "web", cert=cert["cert.pem"], chain=cert["chain.pem"], key=stranger.key_pem()
+        )
+    assert version == 2
+    assert doctor_json(database)[0] == 0  # not live: nobody serves it
+    postgres.sql(  # live pointed at it by hand
+        "UPDATE certctl_live SET version = 2 WHERE name = 'web'",
+        dbname=storeview.database(database),
+    )
+    code, report = doctor_json(database)
+    assert (code, report["healthy"]) == (1, False)
+    assert report["findings"] == [
+        {
+            "severity": "error",
+            "name": "web",
+            "path": "certificates/web version 2",
+            "problem": "the live key does not match the live certificate",
+        }
+    ]
+
+
+def test_doctor_reports_a_pending_order_without_its_key(
+    database: Certctl, postgres: PostgresServer
+) -> None:
+    order = OrderState(
+        url="https://127.0.0.1:9/order/1",
+        status="pending",
+        finalize_url="https://127.0.0.1:9/finalize/1",
+        expires=datetime.now(UTC).replace(microsecond=0) + timedelta(days=7),
+        key_id="k1",
+    )
+    record = CertRecord(
+        name="pend", domains=["pend.example.com"], server="https://127.0.0.1:9/dir", order=order
+    )
+    with storeview.opened(database) as opened:
+        opened.ensure()
+        with opened.lock("pend"):
+            opened.write(record)
+            opened.write_pending_key("pend", make_leaf("pend.example.com").key_pem(), "k1")
+    assert doctor_json(database)[0] == 0
+    postgres.sql(
+        "DELETE FROM certctl_pending_keys WHERE name = 'pend'",
+        dbname=storeview.database(database),
+    )
+    code, report = doctor_json(database)
+    assert code == 1
+    (finding,) = report["findings"]
+    assert (finding["severity"], finding["name"], finding["path"]) == (
+        "error",
+        "pend",
+        "certificates/pend",
+    )
+    assert finding["problem"].startswith("the pending order's key is missing: place the order")
+    assert (
+        "certctl --server https://127.0.0.1:9/dir order -d pend.example.com" in (finding["problem"])
+    )
+
+
+def test_doctor_warns_of_an_interrupted_account_rollover(
+    database: Certctl, postgres: PostgresServer
+) -> None:
+    server = "https://acme.example/dir"
+    with storeview.opened(database) as opened:
+        opened.ensure()
+        opened.write_account_key(server, make_leaf("acct.example.com").key_pem())
+        opened.write_account(AccountRecord(server=server, uri="https://acme.example/acct/1"))
+    assert doctor_json(database) == (
+        0,
+        {"store": database.location, "healthy": True, "findings": []},
+    )
+    postgres.sql(  # what a crash between the CA's answer and settling it leaves
+        "UPDATE certctl_accounts SET old_key = key WHERE server = %s",
+        (server,),
+        dbname=storeview.database(database),
+    )
+    code, report = doctor_json(database)
+    assert (code, report["healthy"]) == (0, True)  # a warning: `account show` settles it
+    assert report["findings"] == [
+        {
+            "severity": "warning",
+            "name": "",
+            "path": f"accounts/{server}",
+            "problem": "an account key rollover was interrupted:"
+            " run 'certctl account show' to settle it",
+        }
+    ]
+
+
+def test_doctor_without_the_store_key_warns_that_keys_were_not_checked(
+    database: Certctl, tmp_path: Path
+) -> None:
+    upload(database, "web", tmp_path)
+    without = Certctl(database.store, None, location=database.location)
+    code, report = doctor_json(without)
+    assert (code, report["healthy"]) == (0, True)
+    assert report["findings"] == [
+        {
+            "severity": "warning",
+            "name": "",
+            "path": database.location,
+            "problem": "keys not checked: give --store-key-file to check that every key opens",
+        }
+    ]
+    with_option = doctor_json(without, "--store-key-file", str(database.key_file))
+    assert with_option == (0, {"store": database.location, "healthy": True, "findings": []})
+
+
+def test_doctor_with_the_wrong_store_key_is_one_line_exit_2(
+    database: Certctl, tmp_path: Path
+) -> None:
+    upload(database, "web", tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong = store_key(other)
+    proc = database.run("doctor", "--json", extra_env={"CERTCTL_STORE_KEY_FILE": str(wrong)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: store {database.location} is sealed with store key ")
+    assert f"but {wrong} holds key " in line and line.endswith("(nothing was written)")

@@ -8,7 +8,6 @@ the bytes, modes and symlinks of the store on disk.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -33,6 +32,7 @@ from hypothesis import strategies as st
 from certctl.cli.upload import MAX_INPUT
 from certctl.pki.certinfo import serial_hex
 
+import storeview
 from certfactory import (
     Issued,
     csr_pem,
@@ -82,22 +82,9 @@ def _fresh_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- helpers ----------------------------------------------------------------
 
 
-def snapshot(root: Path) -> dict[str, Any]:
-    """Every path under `root` with its type, mode and content hash (or link target)."""
-    result: dict[str, Any] = {".": ("root", stat.S_IMODE(root.lstat().st_mode))}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for entry in dirnames + filenames:
-            path = Path(dirpath) / entry
-            info = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISLNK(info.st_mode):
-                result[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(info.st_mode):
-                result[rel] = ("dir", stat.S_IMODE(info.st_mode))
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                result[rel] = ("file", stat.S_IMODE(info.st_mode), digest)
-    return result
+def snapshot(cx: Certctl) -> Any:
+    """The store's whole contents (files, or certctl's rows), to compare before and after."""
+    return storeview.snapshot(cx)
 
 
 def spki(public_key: PublicKeyTypes) -> bytes:
@@ -148,20 +135,22 @@ def live_dir(store: Path, cert_name: str) -> Path:
 
 
 def assert_stored(
-    store: Path, cert_name: str, leaf: x509.Certificate, chain: Sequence[x509.Certificate]
+    cx: Certctl, cert_name: str, leaf: x509.Certificate, chain: Sequence[x509.Certificate]
 ) -> None:
     """The live files hold the leaf, its chain in order leaf → up, and its unencrypted key."""
-    live = live_dir(store, cert_name)
-    key_pem = (live / "privkey.pem").read_bytes()
-    assert stat.S_IMODE((live / "privkey.pem").stat().st_mode) == 0o600
+    live = cx.live(cert_name)
+    key_pem = live["privkey.pem"]
+    if cx.backend == "filesystem":  # a database store seals it (tests/test_sealing.py)
+        privkey = live_dir(cx.store, cert_name) / "privkey.pem"
+        assert stat.S_IMODE(privkey.stat().st_mode) == 0o600
     assert b"ENCRYPTED" not in key_pem and b"Proc-Type" not in key_pem
     key = serialization.load_pem_private_key(key_pem, None)  # unencrypted: no password
     assert spki(key.public_key()) == spki(leaf.public_key())
-    fullchain = (live / "fullchain.pem").read_bytes()
+    fullchain = live["fullchain.pem"]
     assert x509.load_pem_x509_certificates(fullchain) == [leaf, *chain]
     assert fullchain == pem(leaf, *chain)
-    assert (live / "cert.pem").read_bytes() == pem(leaf)
-    assert (live / "chain.pem").read_bytes() == pem(*chain)
+    assert live["cert.pem"] == pem(leaf)
+    assert live["chain.pem"] == pem(*chain)
     for child, parent in itertools.pairwise([leaf, *chain]):
         child.verify_directly_issued_by(parent)
 
@@ -192,7 +181,7 @@ def assert_summary(
 
 def assert_json(
     document: dict[str, Any],
-    store: Path,
+    cx: Certctl,
     cert_name: str,
     leaf: x509.Certificate,
     chain_length: int,
@@ -216,10 +205,27 @@ def assert_json(
     assert document["replaced"] is (version > 1)
     assert len(document["warnings"]) == warnings, document["warnings"]
     assert document["deploy_hook_error"] is None
-    live = live_dir(store, cert_name)
+    if cx.backend == "postgresql":  # no files on this host: `certctl export` writes them
+        assert document["paths"] == {}
+        return
+    live = live_dir(cx.store, cert_name)
     assert document["paths"] == {
         stem: str(live / f"{stem}.pem") for stem in ("cert", "chain", "fullchain", "privkey")
     }
+
+
+def assert_live_lines(stdout: str, cx: Certctl, cert_name: str) -> None:
+    """The human summary ends with the live paths, or (no files on this host) how to get them."""
+    if cx.backend == "postgresql":
+        line = f"live files: none on this host (shared store): certctl export {cert_name} --dir DIR"
+        assert stdout.splitlines()[-1].strip() == line, stdout
+        assert "privkey:" not in stdout
+        return
+    live = live_dir(cx.store, cert_name)
+    stems = ("cert", "chain", "fullchain", "privkey")
+    expected = [f"  {stem + ':':<10} {live / f'{stem}.pem'}" for stem in stems]
+    assert stdout.splitlines()[-4:] == expected, stdout
+    assert "live files: none" not in stdout
 
 
 def listed(cx: Certctl, cert_name: str) -> dict[str, Any]:
@@ -357,13 +363,14 @@ def test_good_upload_is_stored_summarised_and_listed(
     result = ok(upload(offline, "site", *good.args))
     assert result.stderr == ""  # complete chain, valid dates: no warning
     assert_summary(result.stdout, "site", leaf, len(good.chain))
-    assert_stored(offline.store, "site", leaf, good.chain)
+    assert_live_lines(result.stdout, offline, "site")
+    assert_stored(offline, "site", leaf, good.chain)
     assert PASS not in result.stdout + result.stderr
 
     as_json = ok(upload(offline, "site-json", *good.args, "--json"))
     assert as_json.stderr == ""
-    assert_json(json.loads(as_json.stdout), offline.store, "site-json", leaf, len(good.chain))
-    assert_stored(offline.store, "site-json", leaf, good.chain)
+    assert_json(json.loads(as_json.stdout), offline, "site-json", leaf, len(good.chain))
+    assert_stored(offline, "site-json", leaf, good.chain)
 
     entry = listed(offline, "site")
     assert (entry["source"], entry["renewal"], entry["state"]) == (
@@ -374,6 +381,7 @@ def test_good_upload_is_stored_summarised_and_listed(
     assert entry["domains"] == names_of(leaf)
 
 
+@pytest.mark.filesystem_only  # the modes of the store's own directories and files
 def test_store_modes_after_upload(offline: Certctl, tmp_path: Path) -> None:
     leaf = make_leaf("modes.example.com")
     ok(upload(offline, "modes", "--bundle", write(tmp_path, "b.pem", leaf.bundle_pem())))
@@ -402,12 +410,12 @@ def test_missing_intermediate_warns_on_stderr(offline: Certctl, tmp_path: Path) 
     result = upload(offline, "alone", "--cert", paths["cert"], "--key", paths["key"])
     _warned(result, "missing intermediate")
     assert "Test Int2" in result.stderr and "--chain" in result.stderr
-    assert_stored(offline.store, "alone", leaf.cert, [])
+    assert_stored(offline, "alone", leaf.cert, [])
     # with --json the warning is in the document too, and stdout is only that document
     again = ok(upload(offline, "alone2", "--cert", paths["cert"], "--key", paths["key"], "--json"))
     assert "warning: missing intermediate" in again.stderr
     document = json.loads(again.stdout)
-    assert_json(document, offline.store, "alone2", leaf.cert, 0, warnings=1)
+    assert_json(document, offline, "alone2", leaf.cert, 0, warnings=1)
     assert "missing intermediate" in document["warnings"][0]
 
 
@@ -416,7 +424,7 @@ def test_not_yet_valid_warns(offline: Certctl, tmp_path: Path) -> None:
     leaf = make_leaf("future.example.com", not_before=start)
     result = upload(offline, "future", "--bundle", write(tmp_path, "b.pem", leaf.bundle_pem()))
     _warned(result, "not yet valid")
-    assert_stored(offline.store, "future", leaf.cert, leaf.chain)
+    assert_stored(offline, "future", leaf.cert, leaf.chain)
 
 
 def test_expired_with_allow_expired_warns(offline: Certctl, tmp_path: Path) -> None:
@@ -425,7 +433,7 @@ def test_expired_with_allow_expired_warns(offline: Certctl, tmp_path: Path) -> N
     bundle = write(tmp_path, "b.pem", leaf.bundle_pem())
     result = upload(offline, "old", "--bundle", bundle, "--allow-expired")
     _warned(result, "expired on")
-    assert_stored(offline.store, "old", leaf.cert, leaf.chain)
+    assert_stored(offline, "old", leaf.cert, leaf.chain)
     assert listed(offline, "old")["state"] == "expired"
 
 
@@ -438,28 +446,27 @@ def test_replace_keeps_the_old_version_and_switches_live(offline: Certctl, tmp_p
     b1 = write(tmp_path, "first.pem", first.bundle_pem())
     b2 = write(tmp_path, "second.pem", second.bundle_pem())
     ok(upload(offline, "shop", "--bundle", b1))
-    cert_dir = offline.store / "certs" / "shop"
-    before = snapshot(offline.store)
+    before = snapshot(offline)
 
     refused = upload(offline, "shop", "--bundle", b2)
     line = one_error_line(refused)
     assert "already exists" in line and "--replace" in line
-    assert snapshot(offline.store) == before
+    assert snapshot(offline) == before
 
     replaced = ok(upload(offline, "shop", "--bundle", b2, "--replace"))
     assert_summary(replaced.stdout, "shop", second.cert, 2, version=2)
-    assert os.readlink(cert_dir / "live") == "versions/2"
-    assert sorted(p.name for p in (cert_dir / "versions").iterdir()) == ["1", "2"]
-    assert_stored(offline.store, "shop", second.cert, second.chain)
-    old = cert_dir / "versions" / "1"
-    assert (old / "fullchain.pem").read_bytes() == first.fullchain_pem()
-    old_key = serialization.load_pem_private_key((old / "privkey.pem").read_bytes(), None)
+    assert storeview.live_version(offline, "shop") == 2
+    assert storeview.versions(offline, "shop") == [1, 2]
+    assert_stored(offline, "shop", second.cert, second.chain)
+    old = storeview.version_files(offline, "shop", 1)
+    assert old["fullchain.pem"] == first.fullchain_pem()
+    old_key = serialization.load_pem_private_key(old["privkey.pem"], None)
     assert spki(old_key.public_key()) == spki(first.cert.public_key())
     assert listed(offline, "shop")["domains"] == ["shop.example.com", "www.shop.example.com"]
 
     third = ok(upload(offline, "shop", "--bundle", b1, "--replace", "--drop-names", "--json"))
-    assert_json(json.loads(third.stdout), offline.store, "shop", first.cert, 2, version=3)
-    assert os.readlink(cert_dir / "live") == "versions/3"
+    assert_json(json.loads(third.stdout), offline, "shop", first.cert, 2, version=3)
+    assert storeview.live_version(offline, "shop") == 3
 
 
 # ---- 4. the catalogue of bad inputs ---------------------------------------------
@@ -878,27 +885,27 @@ def test_bad_input_is_refused_and_changes_nothing(
     monkeypatch.delenv(UNSET_VAR, raising=False)
     for var, value in call.env.items():
         monkeypatch.setenv(var, value)
-    before = snapshot(seeded.store)
+    before = snapshot(seeded)
     args = ["upload", *([call.name] if call.name else []), *map(str, call.args)]
     result = seeded.invoke(*args, input=call.stdin)  # type: ignore[arg-type]
     line = one_error_line(result)
     assert expected.lower() in line.lower(), line
     assert PASS not in line and "the real one" not in line  # secrets never in messages
-    assert snapshot(seeded.store) == before
+    assert snapshot(seeded) == before
 
 
 def test_a_dash_name_without_separator_is_a_usage_error(seeded: Certctl, tmp_path: Path) -> None:
-    before = snapshot(seeded.store)
+    before = snapshot(seeded)
     bundle = write(tmp_path, "b.pem", make_leaf().bundle_pem())
     line = one_error_line(upload(seeded, "-x", "--bundle", bundle))
     assert "-x" in line
-    assert snapshot(seeded.store) == before
+    assert snapshot(seeded) == before
 
 
 def test_refused_upload_does_not_create_the_store(offline: Certctl, tmp_path: Path) -> None:
     line = one_error_line(upload(offline, "site", "--bundle", write(tmp_path, "e.pem", b"")))
     assert "is empty" in line
-    assert not os.path.lexists(offline.store)
+    assert not storeview.exists(offline)
 
 
 def test_control_characters_in_certificate_names_never_reach_the_terminal(
@@ -952,10 +959,10 @@ def test_replace_killed_at_any_point_leaves_a_consistent_certificate(
         extra_env={"CERTCTL_TEST_FAULT": point},
     )
     assert proc.returncode == -9, (proc.returncode, proc.stderr)  # SIGKILL at the point
-    live = live_dir(offline.store, "site")
-    cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    live = offline.live("site")
+    cert = x509.load_pem_x509_certificate(live["cert.pem"])
     assert cert in (old.cert, new.cert)
-    key = serialization.load_pem_private_key((live / "privkey.pem").read_bytes(), None)
+    key = serialization.load_pem_private_key(live["privkey.pem"], None)
     assert spki(key.public_key()) == spki(cert.public_key())
     entry = listed(offline, "site")  # what list and renew-due watch is what is live
     assert entry["domains"] == names_of(cert)
@@ -993,11 +1000,11 @@ def test_ci_job_pipes_a_bundle_with_an_env_passphrase(offline: Certctl) -> None:
     assert proc.returncode == 0, stderr
     document = json.loads(stdout)  # nothing but the JSON document on stdout
     assert stdout.lstrip().startswith("{") and stdout.rstrip().endswith("}")
-    assert_json(document, offline.store, "ci-site", leaf.cert, 2)
+    assert_json(document, offline, "ci-site", leaf.cert, 2)
     assert stderr == ""
     assert "\x1b[" not in stdout + stderr
     assert PASS not in stdout + stderr
-    assert_stored(offline.store, "ci-site", leaf.cert, leaf.chain)
+    assert_stored(offline, "ci-site", leaf.cert, leaf.chain)
 
     # the same job run again without --replace fails the pipeline with exit 2
     again = subprocess.run(
@@ -1092,11 +1099,8 @@ def test_mutated_input_is_stored_whole_or_refused(
         key = write(tmp_path / "fuzz", "key.pem", fuzz_leaf.key_pem())
         chain = write(tmp_path / "fuzz", "chain.pem", fuzz_leaf.chain_pem())
         args = ["--cert", "-", "--key", str(key), "--chain", str(chain)]
-    store = seeded.store
-    before = snapshot(store)
-    version_before = max(
-        (int(p.name) for p in (store / "certs" / "fuzz" / "versions").glob("[0-9]*")), default=0
-    )
+    before = snapshot(seeded)
+    version_before = max(storeview.versions(seeded, "fuzz"), default=0)
     result = seeded.invoke("upload", "fuzz", *args, "--replace", "--json", input=data)  # type: ignore[arg-type]
     output = result.stdout + result.stderr
     event(f"{target}: exit {result.exit_code}")
@@ -1105,16 +1109,16 @@ def test_mutated_input_is_stored_whole_or_refused(
     if result.exit_code == 2:
         assert result.stdout == ""
         assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
-        assert snapshot(store) == before
+        assert snapshot(seeded) == before
         return
     document = json.loads(result.stdout)
     assert document["version"] == version_before + 1
-    live = live_dir(store, "fuzz")
-    assert os.readlink(live) == f"versions/{version_before + 1}"
-    cert = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
-    key = serialization.load_pem_private_key((live / "privkey.pem").read_bytes(), None)
+    assert storeview.live_version(seeded, "fuzz") == version_before + 1
+    live = seeded.live("fuzz")
+    cert = x509.load_pem_x509_certificate(live["cert.pem"])
+    key = serialization.load_pem_private_key(live["privkey.pem"], None)
     assert spki(key.public_key()) == spki(cert.public_key())
-    fullchain = x509.load_pem_x509_certificates((live / "fullchain.pem").read_bytes())
+    fullchain = x509.load_pem_x509_certificates(live["fullchain.pem"])
     assert fullchain[0] == cert
     for child, parent in itertools.pairwise(fullchain):
         child.verify_directly_issued_by(parent)
@@ -1133,7 +1137,15 @@ def test_pebble_issued_certificate_uploads_into_another_store(
         "obtain", "-d", domain, "--standalone", "--http-port", str(pebble.http_port), "--agree-tos"
     )
     assert obtained.returncode == 0, obtained.stderr
-    live = live_dir(certctl.store, domain)
+    assert f"Certificate {domain} stored as version 1" in obtained.stdout
+    assert_live_lines(obtained.stdout, certctl, domain)  # as upload's summary ends
+    if certctl.backend == "filesystem":  # upload straight from the live files
+        live = live_dir(certctl.store, domain)
+    else:  # a database store has no files on this host: export them first
+        live = tmp_path / "exported"
+        live.mkdir()
+        ok(certctl.invoke("export", domain, "--dir", str(live)))
+    assert (live / "fullchain.pem").read_bytes() == certctl.live(domain)["fullchain.pem"]
     fullchain_bytes = (live / "fullchain.pem").read_bytes()
     issued = x509.load_pem_x509_certificates(fullchain_bytes)
     assert len(issued) >= 2  # Pebble's leaf and at least one intermediate
@@ -1151,15 +1163,15 @@ def test_pebble_issued_certificate_uploads_into_another_store(
     assert document["names"] == [domain]
     assert document["chain_length"] == len(chain)
     assert document["warnings"] == []
-    assert_stored(other.store, "copy", leaf, chain)
-    assert (live_dir(other.store, "copy") / "fullchain.pem").read_bytes() == pem(leaf, *chain)
+    assert_stored(other, "copy", leaf, chain)
+    assert other.live("copy")["fullchain.pem"] == pem(leaf, *chain)
 
     # the same material shuffled into one bundle comes out in the same order
     root = x509.load_pem_x509_certificate(pebble.root_pem())
     shuffled = pem(*reversed(chain), root) + key_pem + pem(leaf)
     again = ok(upload(other, "shuffled", "--bundle", write(tmp_path, "b.pem", shuffled)))
     assert again.stderr == ""
-    assert_stored(other.store, "shuffled", leaf, chain)
+    assert_stored(other, "shuffled", leaf, chain)
     assert listed(other, "shuffled")["source"] == "upload"
 
 
@@ -1180,9 +1192,8 @@ def test_uploaded_certificate_near_expiry_is_notified_not_renewed(
     assert report["exit_code"] == 0
     assert [(c["name"], c["action"]) for c in report["certificates"]] == [("soon", "notified")]
     assert "uploaded certificates need a human" in report["certificates"][0]["detail"]
-    cert_dir = offline.store / "certs" / "soon"
-    assert os.readlink(cert_dir / "live") == "versions/1"
-    assert [p.name for p in (cert_dir / "versions").iterdir()] == ["1"]
+    assert storeview.live_version(offline, "soon") == 1
+    assert storeview.versions(offline, "soon") == [1]
 
     # the same notice is not repeated within the day
     quiet = ok(offline.invoke("renew-due", "--json"))
@@ -1190,4 +1201,4 @@ def test_uploaded_certificate_near_expiry_is_notified_not_renewed(
 
     line = one_error_line(offline.invoke("issue", "soon"))
     assert line.endswith("certctl upload soon --replace --bundle NEW-BUNDLE.pem")
-    assert os.readlink(cert_dir / "live") == "versions/1"
+    assert storeview.live_version(offline, "soon") == 1

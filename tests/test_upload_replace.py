@@ -24,13 +24,15 @@ from typing import Any
 import pytest
 import tomli_w
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certctl.models import SOURCE_UPLOAD, CertRecord, Current, OrderState, Validation
 from certctl.pki.certinfo import serial_hex
 from certctl.store import Store
 from test_crash_safety import assert_live_pair, doctor
-from test_upload_cli import listed, one_error_line, snapshot, upload, write
+from test_upload_cli import listed, one_error_line, snapshot, spki, upload, write
 
+import storeview
 from certfactory import Issued, make_leaf, private_key
 from conftest import CERTCTL, Certctl, make_due, standalone, unique
 from pebble import PebbleServer
@@ -48,11 +50,23 @@ def bundle(directory: Path, leaf: Issued, filename: str = "b.pem") -> Path:
     return write(directory, filename, leaf.bundle_pem())
 
 
-def live_serial(store: Path, cert_name: str) -> str:
-    cert = x509.load_pem_x509_certificate(
-        (store / "certs" / cert_name / "live" / "cert.pem").read_bytes()
-    )
+def live_serial(cx: Certctl, cert_name: str) -> str:
+    cert = x509.load_pem_x509_certificate(cx.live(cert_name)["cert.pem"])
     return serial_hex(cert.serial_number)  # as certctl prints it (openssl's form)
+
+
+def live_pair(cx: Certctl, name: str) -> x509.Certificate:
+    """The live files are one complete version whose key matches its certificate."""
+    if cx.backend == "filesystem":  # the files themselves (and the key's mode)
+        cert = assert_live_pair(cx.store, name)
+        assert cert is not None
+        return cert
+    live = cx.live(name)
+    cert = x509.load_pem_x509_certificate(live["cert.pem"])
+    key = serialization.load_pem_private_key(live["privkey.pem"], None)
+    assert spki(key.public_key()) == spki(cert.public_key())
+    assert live["fullchain.pem"] == live["cert.pem"] + live["chain.pem"]
+    return cert
 
 
 # ---- dropping names -------------------------------------------------------------
@@ -70,11 +84,11 @@ def shop(offline: Certctl, tmp_path: Path) -> Certctl:
 def test_replace_that_drops_names_needs_drop_names(shop: Certctl, tmp_path: Path) -> None:
     narrower = make_leaf("shop.example.com", key=private_key("ec256", 71))
     path = bundle(tmp_path, narrower)
-    before = snapshot(shop.store)
+    before = snapshot(shop)
     line = one_error_line(upload(shop, "shop", "--bundle", path, "--replace"))
     assert "would drop www.shop.example.com" in line and "--drop-names" in line
     assert "--stop-renewal" not in line  # an upload over an upload ends no renewal
-    assert snapshot(shop.store) == before
+    assert snapshot(shop) == before
 
     result = upload(shop, "shop", "--bundle", path, "--replace", "--drop-names", "--json")
     assert result.exit_code == 0, result.stderr
@@ -130,11 +144,11 @@ def _on_a_terminal(cx: Certctl, args: list[str], answer: bytes) -> tuple[int, st
 def test_on_a_terminal_certctl_asks_before_dropping_names(shop: Certctl, tmp_path: Path) -> None:
     narrower = make_leaf("shop.example.com", key=private_key("ec256", 73))
     args = ["upload", "shop", "--bundle", str(bundle(tmp_path, narrower)), "--replace"]
-    before = snapshot(shop.store)
+    before = snapshot(shop)
     code, stderr = _on_a_terminal(shop, args, b"n\n")
     assert "Replace shop? That would drop www.shop.example.com" in stderr
     assert (code, "error: 'shop' was not replaced" in stderr) == (2, True), stderr
-    assert snapshot(shop.store) == before
+    assert snapshot(shop) == before
 
     code, stderr = _on_a_terminal(shop, args, b"y\n")
     assert code == 0, stderr
@@ -157,7 +171,7 @@ def test_replace_over_acme_needs_stop_renewal(
     other = f"other-{domain}"
     same_names = bundle(tmp_path, make_leaf(domain, key=private_key("ec256", 74)), "same.pem")
     fewer = bundle(tmp_path, make_leaf(other, key=private_key("ec256", 75)), "other.pem")
-    before = snapshot(certctl.store)
+    before = snapshot(certctl)
 
     proc = certctl.run("upload", domain, "--bundle", str(same_names), "--replace")
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr
@@ -165,15 +179,15 @@ def test_replace_over_acme_needs_stop_renewal(
     assert line.startswith(f"error: replacing '{domain}' would end its renewal")
     assert "renews it automatically, http-01 standalone" in line
     assert line.endswith("add --stop-renewal to replace it anyway")
-    assert snapshot(certctl.store) == before
+    assert snapshot(certctl) == before
 
     proc = certctl.run("upload", domain, "--bundle", str(fewer), "--replace", "--stop-renewal")
     assert proc.returncode == 2, proc.stderr
     assert f"would drop {domain}" in proc.stderr and "add --drop-names" in proc.stderr
     both = certctl.run("upload", domain, "--bundle", str(fewer), "--replace")
     assert "add --stop-renewal --drop-names to replace it anyway" in both.stderr
-    assert snapshot(certctl.store) == before
-    assert live_serial(certctl.store, domain) == issued["serial"]
+    assert snapshot(certctl) == before
+    assert live_serial(certctl, domain) == issued["serial"]
 
     stored = certctl.json(
         "upload", domain, "--bundle", str(same_names), "--replace", "--stop-renewal"
@@ -185,7 +199,13 @@ def test_replace_over_acme_needs_stop_renewal(
         None,
         False,
     )
-    # rolled back by hand (README "Store layout"): the ACME record comes back with it
+    if certctl.backend == "filesystem":  # a by-hand rollback is a file operation
+        _rolled_back_by_hand(certctl, domain, issued)
+    doctor(certctl)
+
+
+def _rolled_back_by_hand(certctl: Certctl, domain: str, issued: dict[str, Any]) -> None:
+    """README "Store layout": live pointed back by hand brings the ACME record back."""
     cert_dir = certctl.store / "certs" / domain
     os.symlink("versions/1", cert_dir / "live.tmp")
     os.replace(cert_dir / "live.tmp", cert_dir / "live")
@@ -196,7 +216,6 @@ def test_replace_over_acme_needs_stop_renewal(
         True,
     )
     assert shown["certificate"]["serial"] == issued["serial"]
-    doctor(certctl)
 
 
 # ---- kill -9 at each write step of `upload --replace` over an ACME certificate ---------
@@ -204,16 +223,19 @@ def test_replace_over_acme_needs_stop_renewal(
 # every write step, in order: the new version (with the record it replaces), record, live
 REPLACE_POINTS = [
     "version-privkey.pem",
-    "version-cert.pem",
-    "version-chain.pem",
-    "version-fullchain.pem",
-    "version-info.toml",
-    "version-previous.toml",
     "version-after",
     "meta-before",
     "meta-after",
     "live-before",
     "live-after",
+]
+# the filesystem store's steps between the files of one version
+FILE_POINTS = [
+    "version-cert.pem",
+    "version-chain.pem",
+    "version-fullchain.pem",
+    "version-info.toml",
+    "version-previous.toml",
 ]
 # the same over a version stored before info.toml kept its origin (source, validation)
 LEGACY_POINTS = ["meta-before", "meta-after", "live-before", "live-after"]
@@ -232,31 +254,47 @@ def _strip_origin(store: Path, domain: str) -> None:
 
 
 @pytest.mark.faults
+@pytest.mark.parametrize("point", REPLACE_POINTS)
+def test_replace_over_acme_killed_keeps_source_and_live_together(
+    certctl: Certctl, pebble: PebbleServer, tmp_path: Path, point: str
+) -> None:
+    _killed_replace_over_acme(certctl, pebble, tmp_path, point, legacy=False)
+
+
+@pytest.mark.faults
+@pytest.mark.filesystem_only  # steps between the files of one version; info.toml of old versions
 @pytest.mark.parametrize(
     ("point", "legacy"),
     [
-        *[pytest.param(p, False, id=p) for p in REPLACE_POINTS],
+        *[pytest.param(p, False, id=p) for p in FILE_POINTS],
         *[pytest.param(p, True, id=f"legacy-{p}") for p in LEGACY_POINTS],
     ],
 )
-def test_replace_over_acme_killed_keeps_source_and_live_together(
+def test_replace_over_acme_killed_between_files_keeps_source_and_live_together(
+    certctl: Certctl, pebble: PebbleServer, tmp_path: Path, point: str, legacy: bool
+) -> None:
+    _killed_replace_over_acme(certctl, pebble, tmp_path, point, legacy=legacy)
+
+
+def _killed_replace_over_acme(
     certctl: Certctl, pebble: PebbleServer, tmp_path: Path, point: str, legacy: bool
 ) -> None:
     domain, issued = _obtained(certctl, pebble, "uk")
-    make_due(certctl.store, domain)  # due, were it ACME
+    make_due(certctl, domain)  # due, were it ACME
     if legacy:
         _strip_origin(certctl.store, domain)
-    record_before = Store(certctl.store).read(domain).to_dict()
+    record_before = _record(certctl, domain)
     new = make_leaf(domain, key=private_key("ec256", 76))
     args = ["upload", domain, "--bundle", str(bundle(tmp_path, new)), "--replace"]
     proc = certctl.run(*args, "--stop-renewal", extra_env={"CERTCTL_TEST_FAULT": point})
     assert proc.returncode == -9, (point, proc.returncode, proc.stderr)
 
     doctor(certctl)
-    cert = assert_live_pair(certctl.store, domain)
+    cert = live_pair(certctl, domain)
     assert cert in (new.cert, x509.load_pem_x509_certificate(issued_pem(certctl, domain)))
     uploaded = cert == new.cert
-    switched = point == "live-after"
+    # files: the live switch is the commit; PostgreSQL: one transaction, nothing until it ends
+    switched = point == "live-after" and certctl.backend == "filesystem"
     assert uploaded == switched, point
     expected = "upload" if uploaded else "acme"
 
@@ -276,11 +314,11 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
         report = json.loads(run.stdout)
         assert report["checked"] == 1
         assert [c for c in report["certificates"] if c["action"] == "renewed"] == [], report
-        assert Store(certctl.store).versions(domain) == [1, 2]
-        assert live_serial(certctl.store, domain) == serial_hex(new.cert.serial_number)
+        assert storeview.versions(certctl, domain) == [1, 2]
+        assert live_serial(certctl, domain) == serial_hex(new.cert.serial_number)
     else:  # still the ACME certificate, fully: a rerun replaces it as if nothing happened
-        assert live_serial(certctl.store, domain) == issued["serial"]
-        assert Store(certctl.store).read(domain).to_dict() == record_before  # all of it
+        assert live_serial(certctl, domain) == issued["serial"]
+        assert _record(certctl, domain) == record_before  # all of it
         again = certctl.json(*args, "--stop-renewal")
         assert again["replaced"] is True
         assert certctl.json("show", domain)["source"] == "upload"
@@ -288,7 +326,12 @@ def test_replace_over_acme_killed_keeps_source_and_live_together(
 
 
 def issued_pem(certctl: Certctl, domain: str) -> bytes:
-    return (certctl.store / "certs" / domain / "versions" / "1" / "cert.pem").read_bytes()
+    return storeview.version_files(certctl, domain, 1)["cert.pem"]
+
+
+def _record(certctl: Certctl, domain: str) -> dict[str, Any]:
+    with storeview.opened(certctl) as store:
+        return store.read(domain).to_dict()  # type: ignore[no-any-return]
 
 
 # ---- the store: the live switch commits the record, in both directions ----------------

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from test_upload_cli import assert_stored, listed, one_error_line, snapshot, spki, upload, write
 
+import storeview
 from certfactory import make_cert, name, pem, pki, private_key
 from conftest import Certctl
 
@@ -80,7 +81,7 @@ def test_openssl_self_signed_certificate_is_stored_with_a_warning(
     (warning,) = warnings_of(result)
     assert warning.startswith("warning: self-signed certificate")
     assert "pin it" in warning and "CA:TRUE" in warning
-    assert_stored(offline.store, "selfie", cert, [])
+    assert_stored(offline, "selfie", cert, [])
     entry = listed(offline, "selfie")
     assert (entry["source"], entry["domains"], entry["state"]) == ("upload", names, "valid")
 
@@ -96,7 +97,7 @@ def test_openssl_self_signed_certificate_is_stored_with_a_warning(
         0,
     )
     assert len(document["warnings"]) == 1 and "pin it" in document["warnings"][0]
-    assert_stored(offline.store, "selfie-ci", cert, [])
+    assert_stored(offline, "selfie-ci", cert, [])
 
 
 def _openssl_ca_and_leaf(directory: Path) -> dict[str, Path]:
@@ -130,7 +131,7 @@ def test_openssl_ca_given_with_its_key_beside_its_leaf_is_refused(
     line = one_error_line(upload(offline, "site", "--bundle", path))
     assert "does not match the certificate leaf.example.com" in line
     assert "it belongs to Openssl Test CA" in line
-    assert not os.path.lexists(offline.store)
+    assert not storeview.exists(offline)
     # the leaf with its own key is stored; the openssl CA is checked as its root, left out
     ok = upload(
         offline,
@@ -143,14 +144,14 @@ def test_openssl_ca_given_with_its_key_beside_its_leaf_is_refused(
         files["ca.pem"],
     )
     assert ok.exit_code == 0, ok.stderr
-    assert_stored(offline.store, "site", load_cert(files["leaf.pem"]), [])
+    assert_stored(offline, "site", load_cert(files["leaf.pem"]), [])
 
 
 def test_openssl_ca_with_a_different_key_is_refused(offline: Certctl, tmp_path: Path) -> None:
     files = _openssl_ca_and_leaf(tmp_path / "in")
     result = upload(offline, "site", "--cert", files["ca.pem"], "--key", files["leaf.key"])
     assert "CA certificate given as the leaf" in one_error_line(result)
-    assert not os.path.lexists(offline.store)
+    assert not storeview.exists(offline)
 
 
 def test_openssl_self_signed_with_another_key_is_refused(offline: Certctl, tmp_path: Path) -> None:
@@ -158,7 +159,7 @@ def test_openssl_self_signed_with_another_key_is_refused(offline: Certctl, tmp_p
     _, other_key = self_signed_by_openssl(tmp_path / "b", "rsa:2048", "DNS:x")
     result = upload(offline, "site", "--cert", cert_path, "--key", other_key)
     assert "CA certificate given as the leaf" in one_error_line(result)
-    assert not os.path.lexists(offline.store)
+    assert not storeview.exists(offline)
 
 
 @pytest.mark.parametrize(
@@ -181,11 +182,11 @@ def test_a_real_ca_with_its_own_key_is_still_refused(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     assert spki(key.public_key()) == spki(cert.public_key())
-    before = snapshot(seeded_offline.store)
+    before = snapshot(seeded_offline)
     bundle = write(tmp_path, "ca.pem", pem(cert) + key_pem)
     line = one_error_line(upload(seeded_offline, "ca", "--bundle", bundle))
     assert "CA certificate given as the leaf" in line
-    assert snapshot(seeded_offline.store) == before
+    assert snapshot(seeded_offline) == before
 
 
 @pytest.fixture

@@ -177,8 +177,7 @@ def issue_report(report: IssueReport) -> None:
     out.print(f"  serial:    {current.serial}")
     out.print(f"  issuer:    {current.issuer}")
     out.print(f"  not after: {_when(current.not_after)}")
-    for label, path in report.paths.items():
-        out.print(f"  {label + ':':<10} {path}")
+    _live_paths(out, report.name, report.paths)
 
 
 _STATE_STYLE = {
@@ -284,8 +283,19 @@ def upload_report(report: UploadReport) -> None:
     ]
     for label, value in rows:
         out.print(f"  {label + ':':<10} {value}", markup=False)
-    for label, path in report.paths.items():
+    _live_paths(out, report.name, report.paths)
+
+
+def _live_paths(out: _Out, name: str, paths: dict[str, str]) -> None:
+    """The live paths, or (a database store has no files on this host) how to get files."""
+    for label, path in paths.items():
         out.print(f"  {label + ':':<10} {path}", markup=False)
+    if not paths:
+        out.print(f"  {NO_LIVE_FILES}: {hints.export(name)}", markup=False)
+
+
+# a stored certificate without live paths is in a database store: `export` writes files
+NO_LIVE_FILES = "live files: none on this host (shared store)"
 
 
 def say(text: str) -> None:
@@ -369,6 +379,8 @@ def show_report(report: ShowReport) -> None:
         out.print("  live paths:", markup=False)
         for label, path in report.paths.items():
             out.print(f"    {label + ':':<10} {path}", markup=False)
+    elif report.live_version is not None:
+        out.print(f"  {NO_LIVE_FILES}: {hints.export(record.name)}", markup=False)
     order = record.order
     if order is not None:
         expires = _when(order.expires)

@@ -16,6 +16,7 @@ from certctl.models import SOURCE_UPLOAD, CertRecord
 # ACME directory of the CA that issued an uploaded certificate.
 NEW_BUNDLE = "NEW-BUNDLE.pem"
 ITS_CA = "DIRECTORY-URL"
+EXPORT_DIR = "DIR"
 DEFAULT_PROPAGATION_TIMEOUT = 120.0
 
 LIST = "certctl list"
@@ -33,6 +34,11 @@ def command(*args: str) -> str:
 def show(name: str) -> str:
     """Look at one certificate."""
     return command("show", name)
+
+
+def export(name: str) -> str:
+    """Publish the live files in a directory (a database store has none on the host)."""
+    return command("export", name, "--dir", EXPORT_DIR)
 
 
 def verify(name: str) -> str:
@@ -157,6 +163,7 @@ def all_commands(record: CertRecord, server: str | None = None) -> dict[str, str
     """Every command a hint may print for `record` (tests run each through the CLI)."""
     return {
         "show": show(record.name),
+        "export": export(record.name),
         "verify": verify(record.name),
         "issue": issue(record.name),
         "renew_now": renew_now(record.name),

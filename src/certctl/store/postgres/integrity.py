@@ -61,6 +61,7 @@ def check_database(store: PgStore) -> list[Finding]:
                         f" {hints.order_again(record)}",
                     )
                 )
+    _check_accounts(store, findings)
     rows = store.run(
         "read accounts", "SELECT server FROM certctl_accounts WHERE old_key IS NOT NULL"
     ).fetchall()
@@ -75,6 +76,32 @@ def check_database(store: PgStore) -> list[Finding]:
         )
     findings.sort(key=lambda f: (f.severity != "error", f.name, f.path))
     return findings
+
+
+def _check_accounts(store: PgStore, findings: list[Finding]) -> None:
+    """Every account record must parse and have the right types (as on the filesystem)."""
+    from certctl.models import AccountRecord, RecordError
+    from certctl.store.postgres.base import from_json
+
+    rows = store.run(
+        "read accounts",
+        "SELECT server, record::text FROM certctl_accounts WHERE record IS NOT NULL"
+        " ORDER BY server",
+    ).fetchall()
+    for server, text in rows:
+        try:
+            AccountRecord.from_dict(from_json(text))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            cause = str(e) if isinstance(e, RecordError) else type(e).__name__  # never a value
+            findings.append(
+                Finding(
+                    "error",
+                    "",
+                    f"accounts/{server}",
+                    f"account metadata is damaged ({cause}): restore it from a backup, or"
+                    " delete its row and run 'certctl account register' again",
+                )
+            )
 
 
 def _check_live(store: PgStore, name: str, live: int, findings: list[Finding]) -> None:
