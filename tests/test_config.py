@@ -56,13 +56,20 @@ BAD: list[tuple[str, str]] = [
     ("[check]\nhttp_port = 80", "unknown key 'check' (did you mean 'checks'?)"),
     ("[checks]\nhttp_prot = 80", "unknown key 'checks.http_prot' (did you mean 'http_port'?)"),
     ("zzz = 1", "unknown key 'zzz' (known keys: server, ca_bundle, email, timeout, notice_days,"
-                " store, checks, notify)"),
+                " store, deploy, checks, notify)"),
     # [store]
     ("[store]\nurl = 5", "store.url must be a store directory or a postgresql:// URL"),
     ("[store]\nkey_file = 5", "store.key_file must be the path of the store key file"),
     ("[store]\nlease = 1", "store.lease must be a number of seconds at least 5 and at most 3600"
                           " (got 1)"),
     ("[store]\nleas = 60", "unknown key 'store.leas' (did you mean 'lease'?)"),
+    # [deploy]
+    ("[deploy]\ndir = 5", "deploy.dir must be a directory"),
+    ("[deploy]\nnames = []", "deploy.names must be a certificate name or glob or a non-empty"
+                             " list of them"),
+    ("[deploy]\nhook = 5", "deploy.hook must be a command"),
+    ("[deploy]\nhost_id = 5", "deploy.host_id must be a host name"),
+    ("[deploy]\nowner = 5", "deploy.owner must be USER[:GROUP]"),
     # [notify]
     ("notify = 5", "[notify] must be a table"),
     ('[notify.slack]\nurl = "https://x"', "unknown notify channel 'slack' (known keys: email,"

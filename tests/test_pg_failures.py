@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from certctl.pki.certinfo import serial_hex
+from certctl.store.postgres.schema import SCHEMA_VERSION
 
 from bind import DnsLab, dns_lab
 from certfactory import make_leaf
@@ -293,7 +294,7 @@ def test_schema_newer_than_the_code_is_refused_and_nothing_written(
         dumped = postgres.sql("SELECT value FROM certctl_meta ORDER BY key", dbname=dbname)
         assert ("99",) in dumped  # not "migrated" back
     finally:
-        postgres.sql(set_version, ("1",), dbname=dbname)
+        postgres.sql(set_version, (str(SCHEMA_VERSION),), dbname=dbname)
     assert state(runner) == before
     assert live_serial(runner, "new") == old
 

@@ -282,7 +282,10 @@ def test_ten_concurrent_runs_renew_each_certificate_once(
     for code, (stdout, stderr) in results:
         assert code in (0, 3), stderr
         for entry in json.loads(stdout)["certificates"]:
-            assert entry["action"] in ("renewed", "locked"), entry
+            # another run holds it: "locked" (exit 3) on files; on a shared store "taken"
+            # (another host does the work: silent, exit 0)
+            held = "taken" if certctl.backend == "postgresql" else "locked"
+            assert entry["action"] in ("renewed", held), entry
             if entry["action"] == "renewed":
                 renewed[entry["name"]] = renewed.get(entry["name"], 0) + 1
     # each certificate renewed exactly once (renew_before 1000 keeps them "due", so a

@@ -58,7 +58,7 @@ def live_serial(cx: Certctl, cert_name: str) -> str:
 def live_pair(cx: Certctl, name: str) -> x509.Certificate:
     """The live files are one complete version whose key matches its certificate."""
     if cx.backend == "filesystem":  # the files themselves (and the key's mode)
-        cert = assert_live_pair(cx.store, name)
+        cert = assert_live_pair(cx, name)
         assert cert is not None
         return cert
     live = cx.live(name)

@@ -112,6 +112,12 @@ class ChallengeServer(http.server.ThreadingHTTPServer):
         super().server_close()
         self._lookups.shutdown(wait=False)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away: one log line, not a traceback on stderr."""
+        import sys
+
+        log.info("request from %s failed: %s", client_address[0], sys.exc_info()[1])
+
     def process_request(self, request: Any, client_address: Any) -> None:
         """Refuse (close) a connection beyond MAX_CONNECTIONS instead of queueing threads."""
         if not self._slots.acquire(blocking=False):
