@@ -20,10 +20,8 @@ from typing import Any
 
 from certctl.context import Context
 from certctl.errors import BadInput, CertctlError, OperationFailed
+from certctl.ops.inspect import EXPORT_FILES
 from certctl.store.files import CERT_MODE, KEY_MODE
-
-EXPORT_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
-LAG_DAYS = 1.0  # a host this long behind the live version is a warning in renew-due
 
 
 def host_id(given: str | None = None) -> str:
@@ -209,9 +207,7 @@ def _previous_version(ctx: Context, name: str, present: tuple[bytes, bytes] | No
 
 def _run_hook(ctx: Context, hook: str, report: DeployReport) -> str | None:
     """The host's hook, once for all changed certificates; its error text, or None."""
-    import subprocess
-
-    from certctl.ops.hooks import HOOK_TIMEOUT, tail
+    from certctl.ops.hooks import run_hook
 
     env = {
         **os.environ,
@@ -220,25 +216,7 @@ def _run_hook(ctx: Context, hook: str, report: DeployReport) -> str | None:
         "CERTCTL_HOST_ID": report.host,
         "CERTCTL_STORE": ctx.store.location,
     }
-    try:
-        proc = subprocess.run(
-            ["/bin/sh", "-c", hook],
-            env=env,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=HOOK_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return f"the deploy hook did not finish within {HOOK_TIMEOUT:g}s"
-    except OSError as e:
-        return f"the deploy hook could not run: {e.strerror or e}"
-    if proc.returncode != 0:
-        lines, _ = tail(proc.stderr or proc.stdout, 5)
-        output = ": " + " | ".join(lines) if lines else ": no output"
-        return f"the deploy hook exited {proc.returncode}{output}"
-    return None
+    return run_hook(ctx, hook, env, "the deploy hook", report.host)
 
 
 def serve_challenges(ctx: Context, listen: str, ready: Any = None) -> None:

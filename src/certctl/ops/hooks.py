@@ -22,8 +22,6 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
     """Run the certificate's deploy hook after it changed; the error text, or None."""
     if not record.deploy_hook:
         return None
-    import subprocess
-
     paths = ctx.store.live_paths(record.name)
     env = {
         **os.environ,
@@ -41,9 +39,21 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
                 "CERTCTL_KEY_PATH": str(paths.privkey),
             }
         )
+    return run_hook(ctx, record.deploy_hook, env, f"deploy hook of {record.name!r}", record.name)
+
+
+def run_hook(
+    ctx: Context, command: str, env: dict[str, str], label: str, prefix: str
+) -> str | None:
+    """Run `command` with `env`; the error text (naming `label`), or None.
+
+    On success its last lines go to the reporter as `<prefix>: deploy hook: <line>`.
+    """
+    import subprocess
+
     try:
         proc = subprocess.run(
-            ["/bin/sh", "-c", record.deploy_hook],
+            ["/bin/sh", "-c", command],
             env=env,
             capture_output=True,
             text=True,
@@ -53,18 +63,18 @@ def run_deploy_hook(ctx: Context, record: CertRecord) -> str | None:
         )
     except subprocess.TimeoutExpired as e:
         output = _joined(_text(e.stdout), _text(e.stderr))
-        return f"deploy hook of {record.name!r} timed out after {HOOK_TIMEOUT:g}s{output}"
+        return f"{label} timed out after {HOOK_TIMEOUT:g}s{output}"
     except OSError as e:
-        return f"deploy hook of {record.name!r} could not run: {e.strerror}"
+        return f"{label} could not run: {e.strerror}"
     if proc.returncode != 0:
         output = _joined(proc.stdout, proc.stderr) or ": no output"
-        return f"deploy hook of {record.name!r} exited {proc.returncode}{output}"
+        return f"{label} exited {proc.returncode}{output}"
     for stream, text in (("", proc.stdout), (" (stderr)", proc.stderr)):
         lines, skipped = tail(text, TAIL_LINES)
         if skipped:
-            ctx.reporter.info(f"{record.name}: deploy hook{stream}: … {skipped} earlier line(s)")
+            ctx.reporter.info(f"{prefix}: deploy hook{stream}: … {skipped} earlier line(s)")
         for line in lines:
-            ctx.reporter.info(f"{record.name}: deploy hook{stream}: {line}")
+            ctx.reporter.info(f"{prefix}: deploy hook{stream}: {line}")
     return None
 
 

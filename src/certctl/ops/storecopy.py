@@ -32,7 +32,6 @@ class CopyReport:
     versions: int = 0
     pending_keys: int = 0
     accounts: int = 0
-    skipped: list[str] = field(default_factory=list)  # unreadable source records
     findings: list[dict[str, str]] = field(default_factory=list)  # target's doctor
 
     def to_json(self) -> dict[str, Any]:
@@ -44,7 +43,6 @@ class CopyReport:
             "versions": self.versions,
             "pending_keys": self.pending_keys,
             "accounts": self.accounts,
-            "skipped": self.skipped,
             "verified": True,
             "findings": self.findings,
         }

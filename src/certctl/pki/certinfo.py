@@ -61,6 +61,18 @@ def key_matches(cert: x509.Certificate, private_key: PrivateKeyTypes) -> bool:
         return False
 
 
+def pem_pair_matches(cert_pem: bytes, key_pem: bytes) -> bool:
+    """True when both parse and the key is the one the certificate certifies (doctor)."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError):
+        return False
+    return key_matches(cert, key)
+
+
 def cert_info(cert: x509.Certificate) -> CertInfo:
     """Summarise a certificate; a malformed one raises cryptography's error."""
     cn = first_attribute(cert.subject, NameOID.COMMON_NAME)

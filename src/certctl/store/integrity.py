@@ -216,17 +216,10 @@ def _empty(path: Path) -> bool:
 
 
 def _key_matches(directory: Path) -> bool:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from certctl.pki.certinfo import pem_pair_matches
 
-    from certctl.pki.certinfo import key_matches
-
-    try:
-        cert = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
-        key = serialization.load_pem_private_key((directory / "privkey.pem").read_bytes(), None)
-    except (ValueError, TypeError):
-        return False
-    return key_matches(cert, key)
+    cert, key = (directory / "cert.pem").read_bytes(), (directory / "privkey.pem").read_bytes()
+    return pem_pair_matches(cert, key)
 
 
 def _mode(

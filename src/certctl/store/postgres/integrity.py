@@ -106,10 +106,7 @@ def _check_accounts(store: PgStore, findings: list[Finding]) -> None:
 
 def _check_live(store: PgStore, name: str, live: int, findings: list[Finding]) -> None:
     """The live pair must open and belong together."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    from certctl.pki.certinfo import key_matches
+    from certctl.pki.certinfo import pem_pair_matches
 
     where = f"certificates/{name} version {live}"
     try:
@@ -117,13 +114,7 @@ def _check_live(store: PgStore, name: str, live: int, findings: list[Finding]) -
     except CertctlError as e:
         findings.append(Finding("error", name, where, str(e)))
         return
-    try:
-        cert = x509.load_pem_x509_certificate(files["cert.pem"])
-        key = serialization.load_pem_private_key(files["privkey.pem"], None)
-        matches = key_matches(cert, key)
-    except (ValueError, TypeError):
-        matches = False
-    if not matches:
+    if not pem_pair_matches(files["cert.pem"], files["privkey.pem"]):
         findings.append(
             Finding("error", name, where, "the live key does not match the live certificate")
         )
