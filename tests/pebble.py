@@ -7,7 +7,9 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -38,6 +40,11 @@ STOP_TIMEOUT = 5.0
 START_ATTEMPTS = 3
 _POLL_INTERVAL = 0.05
 _HTTP_TIMEOUT = 5.0
+# A Pebble that takes longer than this to answer a request that reads its database is wedged.
+WEDGE_TIMEOUT = 10.0
+DUMP_TIMEOUT = 10.0
+# Every PebbleServer between start() and stop(), for the watchdog in conftest.py.
+RUNNING: set[PebbleServer] = set()
 
 
 def find_binary(name: str) -> str | None:
@@ -243,7 +250,9 @@ class PebbleServer:
 
         self._pebble: subprocess.Popen[bytes] | None = None
         self._challtestsrv: subprocess.Popen[bytes] | None = None
+        self._pebble_bin: str | None = None
         self._ssl: ssl.SSLContext | None = None
+        self.wedged_logs: list[Path] = []
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -310,6 +319,7 @@ class PebbleServer:
             atexit.register(self.stop)
             try:
                 self._launch(pebble_bin, chall_bin)
+                RUNNING.add(self)
                 return self
             except PebbleError:
                 self.stop()
@@ -321,6 +331,7 @@ class PebbleServer:
     def stop(self) -> None:
         """Terminate both processes (SIGTERM, then SIGKILL after a timeout) and reap them."""
         atexit.unregister(self.stop)
+        RUNNING.discard(self)
         for proc in (self._pebble, self._challtestsrv):
             if proc is None:
                 continue
@@ -394,14 +405,19 @@ class PebbleServer:
             "-tlsalpn01", "",
             "-doh", "",
         ]  # fmt: skip
-        pebble_dns = self.dns_server or self.dns_address
-        pebble_cmd = [pebble_bin, "-config", str(self.config_path), "-dnsserver", pebble_dns]
         with self.challtestsrv_log_path.open("wb") as log:
             self._challtestsrv = subprocess.Popen(
                 chall_cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + START_TIMEOUT
         self._wait(deadline, "challtestsrv", self._challtestsrv_ready)
+        self._spawn_pebble(pebble_bin, deadline)
+
+    def _spawn_pebble(self, pebble_bin: str, deadline: float) -> None:
+        """Start Pebble on the configured ports and wait until it answers."""
+        self._pebble_bin = pebble_bin
+        pebble_dns = self.dns_server or self.dns_address
+        pebble_cmd = [pebble_bin, "-config", str(self.config_path), "-dnsserver", pebble_dns]
         with self.pebble_log_path.open("wb") as log:
             self._pebble = subprocess.Popen(
                 pebble_cmd,
@@ -461,6 +477,66 @@ class PebbleServer:
         except OSError:
             return False
         return True
+
+    # -- a wedged Pebble ---------------------------------------------------------------------
+
+    def responsive(self, timeout: float = WEDGE_TIMEOUT) -> bool:
+        """True unless Pebble is running but leaves a request that reads its database unanswered.
+
+        Pebble (an in-memory test CA) can deadlock on its own locks under concurrent requests;
+        from then on every ACME request that touches its database hangs, while the directory
+        still answers. `cert-status-by-serial` takes the same database lock, so it hangs too.
+        """
+        if self._pebble is None or self._pebble.poll() is not None:
+            return True  # not running: nothing to watch (a dead Pebble fails loudly on its own)
+        url = f"{self.management_url}/cert-status-by-serial/0"
+        try:
+            urllib.request.urlopen(url, timeout=timeout, context=self.ssl_context).close()
+        except urllib.error.HTTPError:
+            return True  # 404: it looked the serial up, so its database lock is free
+        except OSError:
+            return False
+        return True
+
+    def recover(self) -> Path:
+        """Replace a wedged Pebble by a fresh one on the same ports; return the kept log.
+
+        SIGQUIT makes a Go program write every goroutine's stack to stderr (our log) and exit:
+        the kept log shows where Pebble deadlocked. The new Pebble has a new issuing CA and no
+        accounts or orders; the TLS CA of its API (ca_bundle) and every port stay the same.
+        """
+        assert self._pebble is not None and self._pebble_bin is not None
+        self._pebble.send_signal(signal.SIGQUIT)
+        try:
+            self._pebble.wait(DUMP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._pebble.kill()
+            self._pebble.wait(STOP_TIMEOUT)
+        kept = self.tmp_dir / f"pebble-wedged-{len(self.wedged_logs) + 1}.log"
+        self.pebble_log_path.replace(kept)
+        self.wedged_logs.append(kept)
+        self._pebble = None
+        self._spawn_pebble(self._pebble_bin, time.monotonic() + START_TIMEOUT)
+        return kept
+
+    def wedge_summary(self, path: Path) -> str:
+        """The goroutines of a kept log that wait on a lock, each by its Pebble frames."""
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as err:
+            return f"<{path} unreadable: {err}>"
+        lines = []
+        for block in re.split(r"\n\n(?=goroutine \d+ )", text)[1:]:
+            head = re.match(r"goroutine (\d+) .*?(\[[^\]]*\])", block)
+            if head is None or not re.search(r"sync\.\(\*(RW)?Mutex\)|semacquire", block):
+                continue
+            frames = [
+                line.strip().rsplit("(", 1)[0]
+                for line in block.splitlines()
+                if line and not line.startswith("\t") and "letsencrypt/pebble" in line
+            ]
+            lines.append(f"  goroutine {head[1]} {head[2]}: " + " <- ".join(frames[:4]))
+        return "\n".join(lines) or "  (no goroutine waiting on a lock in the dump)"
 
     # -- HTTP helpers ------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from faultproxy import FaultProxy, Request, stuck_processing
 from test_ca_faults import Proxied, measured, placed
 
 from certfactory import make_leaf, pem, pki, private_key
-from conftest import CERTCTL, Certctl, standalone, store_key, unique
+from conftest import CERTCTL, Certctl, standalone, store_key, unique, wait_stopped
 from pebble import PebbleServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.pebble]
@@ -416,18 +415,6 @@ def test_verify_says_when_the_stored_value_is_stale(certctl: Certctl, pebble: Pe
 # ---- item 13: one lock across the whole obtain --------------------------------------------------
 
 
-def _wait_stopped(pid: int, timeout: float = 60) -> None:
-    """Until the process has stopped itself at its pause point (state T in /proc)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("T", "t"):
-            return
-        assert state != "Z", "certctl exited instead of pausing"
-        time.sleep(0.05)
-    raise AssertionError("certctl did not reach its pause point")
-
-
 @pytest.mark.parametrize("point", ["obtain-ordered", "obtain-verified"])
 def test_obtain_holds_its_lock_between_steps(
     certctl: Certctl, pebble: PebbleServer, point: str
@@ -443,7 +430,7 @@ def test_obtain_holds_its_lock_between_steps(
         text=True,
     )
     try:
-        _wait_stopped(proc.pid)
+        wait_stopped(proc)
         for args in (("order", "-d", domain, *standalone(pebble)), ("remove", domain, "--yes")):
             other = certctl.run(*args)
             assert other.returncode == 3, (args, other.stderr)

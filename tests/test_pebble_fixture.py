@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -140,6 +142,61 @@ def test_stop_frees_ports_and_reaps_pids(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", server.dns_port))
     server.stop()  # idempotent
+
+
+def test_a_frozen_pebble_is_unresponsive_and_replaced_on_the_same_ports(tmp_path: Path) -> None:
+    """The watchdog's probe times out on a Pebble that answers nothing; recover() starts a new one.
+
+    SIGSTOP stands in for a deadlock: the port accepts, nothing answers. The new Pebble serves
+    the same directory URL with the same API certificate (ca_bundle), so runners keep working.
+    """
+    require_pebble()
+    with PebbleServer(tmp_path) as server:
+        assert server.responsive(timeout=2)
+        url, old = server.directory_url, server.pids
+        os.kill(old[0], signal.SIGSTOP)
+        assert not server.responsive(timeout=1)
+        kept = server.recover()
+        assert server.responsive(timeout=2)
+        assert server.directory_url == url and server.pids[0] != old[0]
+        assert server.pids[1] == old[1]  # challtestsrv (the DNS) kept running
+        with urllib.request.urlopen(url, timeout=5, context=server.ssl_context) as resp:
+            assert "newOrder" in json.loads(resp.read())
+        with pytest.raises(ProcessLookupError):
+            os.kill(old[0], 0)
+        assert kept.exists() and server.wedged_logs == [kept]
+
+
+def test_recover_keeps_the_goroutine_dump(tmp_path: Path) -> None:
+    """SIGQUIT makes Pebble write every goroutine's stack into the kept log before it exits."""
+    require_pebble()
+    with PebbleServer(tmp_path) as server:
+        kept = server.recover()
+        dump = kept.read_text(errors="replace")
+        assert re.search(r"^goroutine 1 .*\[", dump, re.M) and "letsencrypt/pebble" in dump
+        assert server.responsive(timeout=2)
+        summary = server.wedge_summary(kept)
+        assert summary.startswith("  ")  # lock waiters, or the line saying there are none
+
+
+def test_wedge_summary_names_the_lock_waiters(tmp_path: Path) -> None:
+    """Only goroutines blocked on a sync lock are listed, by their Pebble frames."""
+    dump = tmp_path / "dump.log"
+    dump.write_text(
+        "SIGQUIT: quit\n\n"
+        "goroutine 7 gp=0xc0 m=nil [sync.RWMutex.RLock, 3 minutes]:\n"
+        "sync.runtime_SemacquireRWMutexR(0xc0, 0x0)\n\t/go/src/runtime/sema.go:82 +0x25\n"
+        "sync.(*RWMutex).RLock(...)\n\t/go/src/sync/rwmutex.go:70\n"
+        "github.com/letsencrypt/pebble/v2/db.(*MemoryStore).GetOrderByID(0xc0, {0xc1, 0x2b})\n"
+        "\t/build/db/memorystore.go:180 +0x5f\n\n"
+        "goroutine 9 gp=0xc1 m=nil [IO wait]:\n"
+        "github.com/letsencrypt/pebble/v2/wfe.(*WebFrontEndImpl).Nonce(0xc0)\n\t/build/wfe.go:1\n"
+    )
+    summary = PebbleServer(tmp_path).wedge_summary(dump)
+    assert summary == (
+        "  goroutine 7 [sync.RWMutex.RLock, 3 minutes]: "
+        "github.com/letsencrypt/pebble/v2/db.(*MemoryStore).GetOrderByID"
+    )
 
 
 def test_start_failure_reports_log_tail(tmp_path: Path) -> None:

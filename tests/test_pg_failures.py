@@ -15,7 +15,6 @@ import base64
 import os
 import signal
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from certctl.store.postgres.schema import SCHEMA_VERSION
 
 from bind import DnsLab, dns_lab
 from certfactory import make_leaf
-from conftest import CERTCTL, Certctl, standalone, store_key, unique
+from conftest import CERTCTL, Certctl, standalone, store_key, unique, wait_stopped
 from pebble import PebbleServer, free_port, require_pebble
 from postgres import CLIENT_ENV, PostgresServer, database_name, require_postgres
 
@@ -160,7 +159,7 @@ def test_connection_dropped_mid_transaction_writes_nothing(
         text=True,
     )
     try:
-        wait_stopped(proc.pid)  # inside the transaction: the new version inserted, no commit
+        wait_stopped(proc)  # inside the transaction: the new version inserted, no commit
         assert private_pg.terminate_backends(dbname) >= 1
     finally:
         os.kill(proc.pid, signal.SIGCONT)
@@ -173,17 +172,6 @@ def test_connection_dropped_mid_transaction_writes_nothing(
     assert live_serial(runner, "drop") == old
     assert upload(runner, "drop", second, "--replace").returncode == 0  # the rerun completes
     assert live_serial(runner, "drop") == new
-
-
-def wait_stopped(pid: int, timeout: float = 30) -> None:
-    """Until the process is stopped (SIGSTOP at its fault point)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        if fields[0] == "T":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} never reached its fault point")
 
 
 # ---- refused: exit 1 ----------------------------------------------------------------------

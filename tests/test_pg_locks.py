@@ -26,7 +26,7 @@ import pytest
 from certctl.models import CertRecord
 from certctl.store.opening import open_store
 
-from conftest import CERTCTL, Certctl, standalone, store_key, unique
+from conftest import CERTCTL, Certctl, standalone, store_key, unique, wait_stopped
 from pebble import PebbleServer
 
 WORKER = str(Path(__file__).with_name("pg_lock_worker.py"))
@@ -256,7 +256,7 @@ def test_a_paused_renew_due_is_fenced_and_the_other_host_renews(
         text=True,
     )
     try:
-        wait_stopped(paused.pid)  # holds the lock, the new certificate in hand, not stored
+        wait_stopped(paused)  # holds the lock, the new certificate in hand, not stored
         early = runner.run("renew-due", "--json", extra_env={"CERTCTL_CONFIG": str(config)})
         assert early.returncode == 0, early.stderr  # the lease is still running: taken
         assert [e["action"] for e in json.loads(early.stdout)["certificates"]] == ["taken"]
@@ -280,14 +280,3 @@ def test_a_paused_renew_due_is_fenced_and_the_other_host_renews(
         assert record.current is not None and record.current.version == 2
     finally:
         store.close()
-
-
-def wait_stopped(pid: int, timeout: float = 60) -> None:
-    """Until the process is stopped (SIGSTOP at its fault point)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        if fields[0] == "T":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} never reached its fault point")
