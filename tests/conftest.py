@@ -84,6 +84,23 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
         yield server
 
 
+def own_pebble() -> Any:
+    """A module-scoped `pebble` fixture: `pebble = own_pebble()` in a test module.
+
+    For modules that send many hosts at once at one CA, which is where Pebble has
+    deadlocked (see the watchdog below): a wedge there can't reach the session's accounts
+    and orders, and the session's Pebble isn't shared with their load.
+    """
+
+    @pytest.fixture(scope="module")
+    def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
+        require_pebble()
+        with PebbleServer(tmp_path_factory.mktemp("pebble")) as server:
+            yield server
+
+    return pebble
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server (tests/postgres.py) for the whole session."""

@@ -21,22 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CERTCTL, Certctl, make_due, store_key, unique
-from pebble import PebbleServer, free_port, require_pebble
+from conftest import CERTCTL, Certctl, make_due, own_pebble, store_key, unique
+from pebble import PebbleServer, free_port
 
 pytestmark = pytest.mark.pebble
 
 
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
-    """A Pebble of this module's own: its concurrent hosts don't share the session's CA.
-
-    Many hosts at once is where Pebble has deadlocked (see conftest's watchdog); a Pebble
-    of its own keeps the session's accounts and orders out of reach of such a wedge.
-    """
-    require_pebble()
-    with PebbleServer(tmp_path_factory.mktemp("pebble")) as server:
-        yield server
+pebble = own_pebble()
 
 
 class Host(Certctl):

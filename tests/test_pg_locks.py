@@ -26,24 +26,15 @@ import pytest
 from certctl.models import CertRecord
 from certctl.store.opening import open_store
 
-from conftest import CERTCTL, Certctl, standalone, store_key, unique, wait_stopped
-from pebble import PebbleServer, require_pebble
+from conftest import CERTCTL, Certctl, own_pebble, standalone, store_key, unique, wait_stopped
+from pebble import PebbleServer
 
 WORKER = str(Path(__file__).with_name("pg_lock_worker.py"))
 NAME = "counter"
 LEASE = 3.0  # seconds: short, so "past its lease" takes a few seconds
 
 
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleServer]:
-    """A Pebble of this module's own: its concurrent hosts don't share the session's CA.
-
-    Many hosts at once is where Pebble has deadlocked (see conftest's watchdog); a Pebble
-    of its own keeps the session's accounts and orders out of reach of such a wedge.
-    """
-    require_pebble()
-    with PebbleServer(tmp_path_factory.mktemp("pebble")) as server:
-        yield server
+pebble = own_pebble()
 
 
 @pytest.fixture
