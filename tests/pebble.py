@@ -44,7 +44,7 @@ _HTTP_TIMEOUT = 5.0
 WEDGE_TIMEOUT = 10.0
 DUMP_TIMEOUT = 10.0
 # Every PebbleServer between start() and stop(), for the watchdog in conftest.py.
-RUNNING: set[PebbleServer] = set()
+RUNNING: set[Any] = set()
 
 
 def find_binary(name: str) -> str | None:
