@@ -20,7 +20,7 @@ SOURCE_UPLOAD = "upload"
 SOURCES = (SOURCE_ACME, SOURCE_UPLOAD)
 
 # How a challenge is published; "automatic" ones can run unattended (renew-due).
-AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "fleet", "rfc2136", "hook"})
+AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "fleet", "rfc2136", "hook", "lexicon"})
 
 
 def _drop_none(value: Any) -> Any:
@@ -286,7 +286,7 @@ class Validation:
     """How the challenges of a certificate are published."""
 
     challenge: ChallengeType = "http"
-    method: str = "manual"  # standalone | webroot | fleet | manual | rfc2136 | hook
+    method: str = "manual"  # standalone | webroot | fleet | manual | rfc2136 | hook | lexicon
     webroot: str | None = None
     http_port: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
