@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,16 +52,20 @@ def _lexicon() -> ModuleType:
     return discovery
 
 
+@cache
+def _found() -> dict[str, bool]:
+    """lexicon's providers and whether each one's extra packages are installed (read once)."""
+    return dict(_lexicon().find_providers())
+
+
 def provider_names() -> list[str]:
     """Every provider lexicon ships, less the ones certctl cannot run unattended."""
-    discovery = _lexicon()
-    return [name for name in discovery.find_providers() if name not in EXCLUDED]
+    return [name for name in _found() if name not in EXCLUDED]
 
 
 def installed(name: str) -> bool:
     """Whether the provider's own extra dependencies are installed."""
-    discovery = _lexicon()
-    return bool(discovery.find_providers().get(name, False))
+    return _found().get(name, False)
 
 
 def provider_module(name: str) -> ModuleType:
@@ -68,7 +73,7 @@ def provider_module(name: str) -> ModuleType:
     discovery = _lexicon()
     if name in EXCLUDED:
         raise BadInput(f"--lexicon-provider {name} is not supported: {EXCLUDED[name]}")
-    if name not in discovery.find_providers():
+    if name not in _found():
         raise BadInput(f"unknown --lexicon-provider {name!r}: 'certctl dns providers' lists them")
     try:
         module: ModuleType = discovery.load_provider_module(name)
