@@ -231,8 +231,9 @@ def test_several_zones_env_credentials_then_renew_due_from_cron(
         "propagation_timeout": 120.0,
     }
     make_due(certctl, one)
-    renewed = run(certctl, lab, netlog, "renew-due", "--json", env=env)
+    renewed = run(certctl, lab, netlog, "renew-due", "--json", "--debug", env=env)
     assert renewed.returncode == 0, renewed.stderr
+    assert "DEBUG:" in renewed.stderr  # lexicon's and urllib3's own logging, scrubbed
     outcome = json.loads(renewed.stdout)["certificates"]
     assert [(c["name"], c["action"]) for c in outcome] == [(one, "renewed")]
     with closing(certctl.open()) as store:
@@ -290,8 +291,10 @@ def test_wrong_api_key_is_one_line_naming_provider_and_zone(
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
-    assert "DNS provider powerdns (zone" in errors[0]
-    assert "refused the credentials (HTTP 401)" in errors[0]
+    assert (
+        "DNS provider powerdns refused the credentials (HTTP 401) to find the zone of"
+        f" _acme-challenge.{domain}: check them in --dns-credentials {creds}"
+    ) in errors[0]
     assert f"--dns-credentials {creds}" in errors[0]
     assert wrong not in proc.stdout + proc.stderr
     assert lab.pdns.api_txt(f"_acme-challenge.{domain}") == []

@@ -93,11 +93,16 @@ class ProviderSolver(Publisher):
                 f" ('certctl dns providers {self.provider}' lists its options)"
             ) from None
 
-    def _client(self, zone: str) -> Any:
-        """An authenticated provider object for `zone`; NotThisZone when it hosts no such zone."""
+    def _client(self, zone: str, finding: str = "") -> Any:
+        """An authenticated provider object for `zone`; NotThisZone when it hosts no such zone.
+
+        `finding`: the record whose zone is being looked for (`zone` is only a candidate).
+        """
         if zone not in self._clients:
             client = self._make(zone)
-            self._call(zone, "open the zone", client.authenticate, looking=True)
+            what = f"find the zone of {finding}" if finding else "open the zone"
+            where = f"DNS provider {self.provider}" + ("" if finding else f" (zone {zone})")
+            self._call(where, what, client.authenticate, looking=True)
             self._clients[zone] = client
         return self._clients[zone]
 
@@ -119,7 +124,7 @@ class ProviderSolver(Publisher):
         last = ""
         for candidate in candidates:
             try:
-                self._client(candidate)
+                self._client(candidate, finding=text)
             except NotThisZone as e:
                 last = str(e)
                 continue
@@ -150,7 +155,7 @@ class ProviderSolver(Publisher):
             for record in batch:
                 self._added.append(record)  # no answer may still have applied it: remove it too
                 self._call(
-                    zone,
+                    f"DNS provider {self.provider} (zone {zone})",
                     f"add TXT {show(record.name)}",
                     client.create_record,
                     "TXT",
@@ -168,7 +173,7 @@ class ProviderSolver(Publisher):
                     client = self._client(zone)
                     # exactly this value: other TXT values at the name stay
                     self._call(
-                        zone,
+                        f"DNS provider {self.provider} (zone {zone})",
                         f"remove TXT {show(record.name)}",
                         client.delete_record,
                         None,
@@ -191,10 +196,9 @@ class ProviderSolver(Publisher):
 
     # -- calling lexicon -----------------------------------------------------------------------
 
-    def _call(self, zone: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    def _call(self, where: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """Run one lexicon call; its failures become one scrubbed line naming provider and zone."""
         looking = kw.pop("looking", False)
-        where = f"DNS provider {self.provider} (zone {zone})"
         try:
             with self._lexicon_running():
                 return fn(*args)
