@@ -391,3 +391,18 @@ def test_credentials_file_readable_by_others_is_refused(
     assert proc.returncode == 2, proc.stderr
     assert f"chmod 600 {creds}" in proc.stderr
     assert lab.pdns.api_key not in proc.stdout + proc.stderr
+
+
+def test_propagation_timeout_removes_what_was_added(
+    certctl: Certctl, lab: Lab, netlog: Path
+) -> None:
+    """A server that never serves the value: the run fails, the CA is not asked, nothing stays."""
+    domain = f"{label('t')}.dns1.test"
+    record = f"_acme-challenge.{domain}"
+    args = on(lab.other, lexicon(lab, "--propagation-timeout", "2"))
+    proc = run(certctl, lab, netlog, "obtain", "-d", domain, *args)
+    assert proc.returncode == 1, proc.stderr
+    assert f"powerdns added TXT {record} in zone dns1.test" in proc.stderr
+    assert "error: not propagated after 2s (the CA was not asked)" in proc.stderr
+    assert "could not remove" not in proc.stderr
+    assert lab.pdns.api_txt(record) == [] and lab.pdns.txt(record) == []

@@ -259,3 +259,36 @@ def test_lexicon_provider_completion_lists_providers() -> None:
 
     found = lexicon_provider_completion(None, None, "power")  # type: ignore[arg-type]
     assert found == ["powerdns"]
+
+
+def test_provider_errors_are_one_scrubbed_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lexicon's and requests' own texts carry the secret (a URL, a message): never shown."""
+    import requests
+
+    from certctl.challenges.dns.providers import ProviderSolver
+    from certctl.errors import OperationFailed
+    from certctl.reporting import QuietReporter
+
+    secret = "s3cret-" + "token-value"
+    monkeypatch.setenv("LEXICON_POWERDNS_AUTH_TOKEN", secret)
+    monkeypatch.setenv("LEXICON_POWERDNS_PDNS_SERVER", "http://127.0.0.1:1")
+    settings = settings_for("lexicon", {"lexicon_provider": "powerdns"})
+    solver = ProviderSolver(settings, QuietReporter())
+    solver.check()  # builds the provider offline: the credentials are read
+
+    def fails(error: Exception) -> None:
+        raise error
+
+    response = requests.Response()
+    response.status_code, response._content = 500, json.dumps({"error": f"bad {secret}"}).encode()
+    cases = [
+        Exception(f"provider said: token {secret} rejected\nsecond line"),
+        requests.HTTPError(f"500 for url: http://h/x?api_key={secret}", response=response),
+        requests.ConnectionError(f"HTTPConnectionPool: url /?key={secret} [Errno 111] refused"),
+    ]
+    for error in cases:
+        with pytest.raises(OperationFailed) as failed:
+            solver._call("DNS provider powerdns (zone example.com)", "add TXT x", fails, error)
+        message = str(failed.value)
+        assert secret not in message and "\n" not in message, message
+        assert message.startswith("DNS provider powerdns (zone example.com)"), message
