@@ -292,3 +292,30 @@ def test_provider_errors_are_one_scrubbed_line(monkeypatch: pytest.MonkeyPatch) 
         message = str(failed.value)
         assert secret not in message and "\n" not in message, message
         assert message.startswith("DNS provider powerdns (zone example.com)"), message
+
+
+def test_a_silent_provider_api_times_out_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lexicon sets no timeout on its requests: certctl bounds each one (here 0.5 s)."""
+    import socket
+
+    from certctl.challenges.dns import providers
+    from certctl.errors import OperationFailed
+    from certctl.reporting import QuietReporter
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("LEXICON_POWERDNS_AUTH_TOKEN", "s3cret-token")
+        monkeypatch.setenv("LEXICON_POWERDNS_PDNS_SERVER", f"http://127.0.0.1:{port}")
+        monkeypatch.setattr(providers, "API_TIMEOUT", 0.5)
+        settings = settings_for("lexicon", {"lexicon_provider": "powerdns", "zone": "example.com"})
+        solver = providers.ProviderSolver(settings, QuietReporter())
+        with pytest.raises(OperationFailed) as failed:
+            solver._client("example.com")
+    assert str(failed.value) == (
+        "DNS provider powerdns (zone example.com) did not answer within 0.5s to open the zone:"
+        " retry later"
+    )
