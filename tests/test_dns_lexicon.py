@@ -199,6 +199,9 @@ def test_wildcard_and_apex_three_steps_keeps_foreign_txt(
         }
         shown = run(certctl, lab, netlog, "show", name, "--json")
         assert shown.returncode == 0, shown.stderr
+        listed = run(certctl, lab, netlog, "list", "--json")
+        entries = json.loads(listed.stdout)["certificates"]
+        assert [e["renewal"] for e in entries if e["name"] == name] == ["dns-01 lexicon (powerdns)"]
         everything = ordered.stdout + ordered.stderr + verified.stdout + verified.stderr
         everything += issued.stdout + issued.stderr + shown.stdout + stored_text(certctl, name)
         assert lab.pdns.api_key not in everything

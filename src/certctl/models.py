@@ -298,8 +298,9 @@ class Validation:
 
     @property
     def label(self) -> str:
-        """Short human form, e.g. ``http-01 webroot``."""
-        return f"{self.challenge}-01 {self.method}"
+        """Short human form, e.g. ``http-01 webroot``, ``dns-01 lexicon (cloudflare)``."""
+        provider = self.settings.get("lexicon_provider") if self.method == "lexicon" else None
+        return f"{self.challenge}-01 {self.method}" + (f" ({provider})" if provider else "")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Validation:
