@@ -36,6 +36,19 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v in
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y postgresql
 fi
 
+# PowerDNS for the DNS provider (dns-lexicon) tests. The tests start their own pdns_server from
+# a temp dir on free loopback ports; the service Debian's package starts is stopped and disabled.
+if ! command -v pdns_server >/dev/null && [[ ! -x /usr/sbin/pdns_server ]] \
+    || [[ ! -f /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql ]]; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y pdns-server pdns-backend-sqlite3
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+        $SUDO systemctl disable --now pdns >/dev/null 2>&1 || true
+    else
+        $SUDO service pdns stop >/dev/null 2>&1 || true
+    fi
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi

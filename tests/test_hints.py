@@ -169,6 +169,34 @@ RECORDS = {
             },
         ),
     ),
+    "lexicon-file": _record(
+        "wildcard.l.test",
+        ["*.l.test", "l.test"],
+        Validation(
+            challenge="dns",
+            method="lexicon",
+            settings={
+                "lexicon_provider": "powerdns",
+                "credentials_file": "/etc/certctl/power dns.toml",
+                "zone": "l.test",
+                "nameservers": ["192.0.2.1"],
+                "propagation_timeout": 120.0,
+            },
+        ),
+    ),
+    "lexicon-env": _record(
+        "v.test",
+        ["v.test"],
+        Validation(
+            challenge="dns",
+            method="lexicon",
+            settings={
+                "lexicon_provider": "cloudflare",
+                "credentials_env": ["LEXICON_CLOUDFLARE_AUTH_TOKEN"],
+                "propagation_timeout": 120.0,
+            },
+        ),
+    ),
 }
 
 
@@ -216,6 +244,16 @@ def test_order_hint_repeats_every_domain_and_the_validation() -> None:
         ("--propagation-timeout", "30"),
     ):
         assert rfc2136[rfc2136.index(option) + 1] == value
+    provider = shlex.split(hints.order_again(RECORDS["lexicon-file"]))
+    for option, value in (
+        ("--dns-provider", "lexicon"),
+        ("--lexicon-provider", "powerdns"),
+        ("--dns-credentials", "/etc/certctl/power dns.toml"),  # the path, never the credentials
+        ("--dns-zone", "l.test"),
+    ):
+        assert provider[provider.index(option) + 1] == value
+    from_env = shlex.split(hints.order_again(RECORDS["lexicon-env"]))
+    assert "--dns-credentials" not in from_env  # the variables are read again
     standalone = shlex.split(hints.order_again(RECORDS["standalone"], server="https://other/dir"))
     assert standalone[:3] == ["certctl", "--server", "https://ca.test/dir"]
     assert {"--standalone", "rsa3072", "shortlived", "5002"} <= set(standalone)

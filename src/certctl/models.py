@@ -20,7 +20,7 @@ SOURCE_UPLOAD = "upload"
 SOURCES = (SOURCE_ACME, SOURCE_UPLOAD)
 
 # How a challenge is published; "automatic" ones can run unattended (renew-due).
-AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "fleet", "rfc2136", "hook"})
+AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "fleet", "rfc2136", "hook", "lexicon"})
 
 
 def _drop_none(value: Any) -> Any:
@@ -286,7 +286,7 @@ class Validation:
     """How the challenges of a certificate are published."""
 
     challenge: ChallengeType = "http"
-    method: str = "manual"  # standalone | webroot | fleet | manual | rfc2136 | hook
+    method: str = "manual"  # standalone | webroot | fleet | manual | rfc2136 | hook | lexicon
     webroot: str | None = None
     http_port: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -298,8 +298,9 @@ class Validation:
 
     @property
     def label(self) -> str:
-        """Short human form, e.g. ``http-01 webroot``."""
-        return f"{self.challenge}-01 {self.method}"
+        """Short human form, e.g. ``http-01 webroot``, ``dns-01 lexicon (cloudflare)``."""
+        provider = self.settings.get("lexicon_provider") if self.method == "lexicon" else None
+        return f"{self.challenge}-01 {self.method}" + (f" ({provider})" if provider else "")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Validation:

@@ -47,6 +47,11 @@ def make_solver(
 
         return hook
 
+    def providers() -> ModuleType:  # imported only when used: dns-lexicon, the `dns` extra
+        from certctl.challenges.dns import providers
+
+        return providers
+
     factories: dict[tuple[str, str], Callable[[], Solver]] = {
         ("http", "standalone"): lambda: http().StandaloneSolver(
             validation.http_port or 80, store=store
@@ -57,6 +62,7 @@ def make_solver(
         ("dns", "manual"): lambda: ManualSolver(),
         ("dns", "rfc2136"): lambda: rfc2136().Rfc2136Solver(validation.settings, reporter),
         ("dns", "hook"): lambda: hook().HookSolver(validation.settings, reporter),
+        ("dns", "lexicon"): lambda: providers().ProviderSolver(validation.settings, reporter),
     }
     factory = factories.get((validation.challenge, validation.method))
     if factory is None:

@@ -145,6 +145,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 def _register() -> None:
     from certctl.cli import (
         account,
+        dnscmd,
         doctor,
         fleet,
         issue,
@@ -161,7 +162,7 @@ def _register() -> None:
 
     modules = (
         *(order, verify, issue, upload, listing, renewdue, doctor, show, account),
-        *(storecmd, fleet),
+        *(storecmd, fleet, dnscmd),
     )
     for module in modules:
         for command in module.COMMANDS:

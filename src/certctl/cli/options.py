@@ -82,3 +82,15 @@ def add_name_completion(command: click.Command) -> None:
         )
         if takes_name and param._custom_shell_complete is None:
             param._custom_shell_complete = complete_cert_names
+
+
+def lexicon_provider_completion(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[str]:
+    """Shell completion of dns-lexicon's providers (imports lexicon only when completing)."""
+    try:
+        from certctl.ops.dnsproviders import list_providers
+
+        return [p.name for p in list_providers() if p.name.startswith(incomplete)]
+    except Exception:  # completion must never break the user's shell (lexicon not installed)
+        return []

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from certctl.cli.globalopts import CertctlCommand
-from certctl.cli.options import confirm_drop_for, confirm_tos_for, json_option, timeout_option
+from certctl.cli.options import (
+    confirm_drop_for,
+    confirm_tos_for,
+    json_option,
+    lexicon_provider_completion,
+    timeout_option,
+)
 
 if TYPE_CHECKING:
     from certctl.ops.request import OrderRequest
@@ -76,8 +82,9 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         # -- DNS-01 automation (README: "DNS-01 automation") --
         click.option(
             "--dns-provider",
-            type=click.Choice(["manual", "rfc2136", "hook"]),
-            help="DNS-01: publish by hand (default), by RFC 2136 update, or by --dns-hook.",
+            type=click.Choice(["manual", "rfc2136", "hook", "lexicon"]),
+            help="DNS-01: publish by hand (default), by RFC 2136 update, by --dns-hook, or"
+            " through a DNS host's API (lexicon, with --lexicon-provider).",
         ),
         click.option("--dns-server", metavar="IP[:PORT]", help="rfc2136: the primary to update."),
         click.option("--tsig-key", metavar="NAME", help="rfc2136: TSIG key name."),
@@ -94,8 +101,25 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         click.option(
             "--tsig-secret-env", metavar="VAR", help="rfc2136: variable holding the secret."
         ),
-        click.option("--dns-zone", help="rfc2136: the zone to update (default: found by SOA)."),
+        click.option(
+            "--dns-zone",
+            help="rfc2136, lexicon: the zone to update (default: found by SOA, or the"
+            " longest zone the provider hosts).",
+        ),
         click.option("--dns-hook", metavar="CMD", help="hook: command that adds/removes TXT."),
+        click.option(
+            "--lexicon-provider",
+            metavar="NAME",
+            shell_complete=lexicon_provider_completion,
+            help="lexicon: the DNS host, e.g. cloudflare ('certctl dns providers' lists them).",
+        ),
+        click.option(
+            "--dns-credentials",
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="lexicon: 0600 file with the provider's options (TOML, or VAR=value lines);"
+            " default: its LEXICON_<PROVIDER>_<OPTION> variables.",
+        ),
         click.option(
             "--dns-nameserver",
             "dns_nameservers",
@@ -140,6 +164,8 @@ class OrderOptions:
     tsig_secret_env: str | None
     dns_zone: str | None
     dns_hook: str | None
+    lexicon_provider: str | None
+    dns_credentials: str | None
     dns_nameservers: tuple[str, ...]
     propagation_timeout: float | None
 
@@ -192,6 +218,8 @@ def _request(options: OrderOptions) -> OrderRequest:
         "tsig_secret_env": options.tsig_secret_env,
         "zone": options.dns_zone,
         "hook": options.dns_hook,
+        "lexicon_provider": options.lexicon_provider,
+        "credentials_file": options.dns_credentials,
         "nameservers": list(options.dns_nameservers),
         "propagation_timeout": options.propagation_timeout,
     }
@@ -226,6 +254,9 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
       certctl order -d '*.example.com' -d example.com --challenge dns \\
         --dns-provider rfc2136 --dns-server 192.0.2.53 --tsig-key certctl \\
         --tsig-secret-file /etc/certctl/tsig.key
+      certctl order -d '*.example.com' -d example.com --challenge dns \\
+        --dns-provider lexicon --lexicon-provider cloudflare \\
+        --dns-credentials /etc/certctl/cloudflare.toml
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
@@ -255,7 +286,8 @@ def obtain_command(
 ) -> None:
     """Order, verify and issue in one go (automatic validation only).
 
-    Automatic: --standalone, --webroot, or --challenge dns with --dns-provider rfc2136 or hook;
+    Automatic: --standalone, --webroot, or --challenge dns with --dns-provider rfc2136, hook
+    or lexicon;
     an existing certificate keeps its method unless another is given. A certificate
     with the same names that is valid and not due is kept (exit 0) unless --force.
 

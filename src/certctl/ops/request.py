@@ -20,7 +20,8 @@ class OrderRequest:
     domains: list[str]
     name: str | None = None
     challenge: str | None = None  # None: the certificate's current one, else http
-    method: str | None = None  # standalone | webroot | fleet | manual | rfc2136 | hook; None: keep
+    # standalone | webroot | fleet | manual | rfc2136 | hook | lexicon; None: keep
+    method: str | None = None
     webroot: str | None = None
     http_port: int | None = None
     key_type: str = "ec256"
@@ -69,7 +70,7 @@ def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         raise BadInput(
             f"--{request.method} is for HTTP validation; drop it or use --challenge http"
         )
-    if request.method in ("rfc2136", "hook") and request.challenge != "dns":
+    if request.method in ("rfc2136", "hook", "lexicon") and request.challenge != "dns":
         raise BadInput(f"--dns-provider {request.method} needs --challenge dns")
     from certctl.challenges.dns.settings import settings_for
 

@@ -93,7 +93,7 @@ def _keep_instead(ctx: Context, request: OrderRequest, force: bool) -> IssueRepo
     if with_method(request, before).method not in AUTOMATIC_METHODS:
         raise BadInput(
             "obtain needs automatic validation: add --standalone, --webroot DIR or"
-            " --challenge dns --dns-provider rfc2136|hook"
+            " --challenge dns --dns-provider rfc2136|hook|lexicon"
         )
     if force or before is None or before.source == SOURCE_UPLOAD:
         return None

@@ -106,7 +106,7 @@ def _validation_args(record: CertRecord) -> list[str]:
         args.append("--http-fleet")
     elif method == "webroot" and validation.webroot:
         args += ["--webroot", validation.webroot]
-    elif method in ("rfc2136", "hook"):
+    elif method in ("rfc2136", "hook", "lexicon"):
         args += ["--dns-provider", method]
         options = (
             ("server", "--dns-server"),
@@ -116,6 +116,8 @@ def _validation_args(record: CertRecord) -> list[str]:
             ("tsig_secret_env", "--tsig-secret-env"),  # a variable's name
             ("zone", "--dns-zone"),
             ("hook", "--dns-hook"),
+            ("lexicon_provider", "--lexicon-provider"),
+            ("credentials_file", "--dns-credentials"),  # a path, never the credentials
         )
         for key, option in options:
             if settings.get(key):

@@ -29,6 +29,7 @@ _CHALLENGE_OF = {
     "fleet": "http",
     "rfc2136": "dns",
     "hook": "dns",
+    "lexicon": "dns",
 }
 
 

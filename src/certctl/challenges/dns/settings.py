@@ -26,10 +26,15 @@ OPTIONS = {
     "tsig_secret_env": "--tsig-secret-env",
     "zone": "--dns-zone",
     "hook": "--dns-hook",
+    "lexicon_provider": "--lexicon-provider",
+    "credentials_file": "--dns-credentials",
+    "credentials_env": "--dns-credentials",  # stored: the variables' names, never their values
     "nameservers": "--dns-nameserver",
     "propagation_timeout": "--propagation-timeout",
 }
 _RFC2136_ONLY = ("server", "tsig_key", "tsig_algorithm", "tsig_secret_file", "tsig_secret_env")
+_LEXICON_ONLY = ("lexicon_provider", "credentials_file", "credentials_env")
+METHODS = ("rfc2136", "hook", "lexicon")
 
 
 def settings_for(method: str, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,14 +43,19 @@ def settings_for(method: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(given) - set(OPTIONS))
     if unknown:
         raise BadInput(f"unknown DNS setting {unknown[0]!r}")
-    if method not in ("rfc2136", "hook"):
+    if method not in METHODS:
         if given:
             option = OPTIONS[next(iter(given))]
-            raise BadInput(f"{option} needs --challenge dns --dns-provider rfc2136 or hook")
+            raise BadInput(
+                f"{option} needs --challenge dns --dns-provider rfc2136, hook or lexicon"
+            )
         return {}
-    wrong = [k for k in (("hook",) if method == "rfc2136" else _RFC2136_ONLY) if k in given]
-    if method == "hook":
-        wrong += ["zone"] if "zone" in given else []
+    foreign = {
+        "rfc2136": ("hook", *_LEXICON_ONLY),
+        "hook": (*_RFC2136_ONLY, *_LEXICON_ONLY, "zone"),
+        "lexicon": (*_RFC2136_ONLY, "hook"),
+    }[method]
+    wrong = [k for k in foreign if k in given]
     if wrong:
         raise BadInput(f"{OPTIONS[wrong[0]]} does not apply to --dns-provider {method}")
     settings: dict[str, Any] = {}
@@ -58,6 +68,8 @@ def settings_for(method: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     settings["propagation_timeout"] = timeout
     if method == "hook":
         return {"hook": _check_hook(given.get("hook")), **settings}
+    if method == "lexicon":
+        return {**_check_lexicon(given), **settings}
     return {**_check_rfc2136(given), **settings}
 
 
@@ -112,3 +124,35 @@ def _name(value: Any, option: str) -> str:
         return show(dns.name.from_text(str(value)))
     except Exception:
         raise BadInput(f"invalid {option} {value!r}: expected a DNS name") from None
+
+
+def _check_lexicon(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Provider known, credentials readable and present; stored: the file path or variable names."""
+    from certctl.challenges.dns import lexicon_meta
+
+    provider = given.get("lexicon_provider")
+    if not provider:
+        raise BadInput(
+            "--dns-provider lexicon needs --lexicon-provider NAME"
+            " ('certctl dns providers' lists them)"
+        )
+    provider = str(provider).lower()
+    options = lexicon_meta.provider_options(provider)
+    settings: dict[str, Any] = {"lexicon_provider": provider}
+    if "zone" in given:
+        settings["zone"] = _name(given["zone"], "--dns-zone")
+    if "credentials_file" in given:
+        path = lexicon_meta.check_credentials_file(str(given["credentials_file"]))
+        settings["credentials_file"] = str(path)
+        values = lexicon_meta.read_credentials(provider, options, str(path), [])
+    else:
+        names = [str(n) for n in given.get("credentials_env", [])]
+        values = lexicon_meta.read_credentials(provider, options, None, names)
+        if not names:
+            names = [o.env for o in options if o.name in values]
+        settings["credentials_env"] = names
+    # checked now so a missing credential fails the order, not a 3 a.m. renewal
+    refusal = lexicon_meta.missing_credentials(provider, options, values)
+    if refusal:
+        raise BadInput(refusal)
+    return settings
