@@ -149,7 +149,9 @@ def _register() -> None:
         fleet,
         issue,
         listing,
+        monitor,
         order,
+        probe,
         renewdue,
         show,
         storecmd,
@@ -161,7 +163,7 @@ def _register() -> None:
 
     modules = (
         *(order, verify, issue, upload, listing, renewdue, doctor, show, account),
-        *(storecmd, fleet),
+        *(storecmd, fleet, probe, monitor),
     )
     for module in modules:
         for command in module.COMMANDS:
