@@ -36,6 +36,18 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v in
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y postgresql
 fi
 
+# nginx for the endpoint probe end-to-end test: the test starts its own nginx on a free loopback
+# port from a temp-dir config; Debian's own service (started by the package) is stopped and disabled.
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nginx
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+        $SUDO systemctl disable --now nginx || true
+    elif [[ -f /run/nginx.pid ]]; then
+        $SUDO /usr/sbin/nginx -s quit || true
+    fi
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi
