@@ -83,8 +83,13 @@ def test_nginx_serves_the_renewed_certificate_and_a_stale_one_fails(
         ]
         assert [(r["name"], r["schema"]) for r in received] == [(domain, "certctl.notice/1")]
         assert received[0]["reason"] == f"renewed to version 3, but {stale['errors'][0]}"
+        assert received[0]["state"] == "stale"
+        assert received[0]["subject"] == f"[certctl] {domain} is renewed but not served ({domain})"
         code, result = probe(certctl, domain)
         assert (code, result["status"], result["version"]) == (1, "older", 2), result
         text = certctl.run("renew-due", "--force", domain, "--probe-wait", "1", extra_env=env)
         assert text.returncode == 1
         assert f"{domain}: error: endpoint 127.0.0.1:{port}" in text.stdout
+        quiet = certctl.run("renew-due", "--force", domain, "--no-probe", "--json", extra_env=env)
+        assert quiet.returncode == 0, quiet.stdout  # no probe: the renewal alone counts
+        assert json.loads(quiet.stdout)["certificates"][0]["errors"] == []

@@ -106,3 +106,38 @@ class SilentServer:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+class StartTlsServer(TlsServer):
+    """A plain-text dialogue (`script`: lines to send, each with what to expect back), then TLS."""
+
+    def __init__(self, chain_pem: bytes, key_pem: bytes, script: list[tuple[str, str]]) -> None:
+        super().__init__(chain_pem, key_pem)
+        self.script = script  # (line we send, prefix of the line we then expect; "" = none)
+        self.heard: list[str] = []
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                reader = conn.makefile("rb")
+                for send, expect in self.script:
+                    conn.sendall(send.encode() + b"\r\n")
+                    if expect:
+                        line = reader.readline().decode().rstrip("\r\n")
+                        self.heard.append(line)
+                        if not line.startswith(expect):
+                            break
+                else:
+                    with self.context.wrap_socket(conn, server_side=True):
+                        pass
+            except OSError:
+                pass
+            finally:
+                conn.close()

@@ -46,6 +46,11 @@ from certctl.cli.options import json_option, timeout_option
     metavar="SECONDS",
     help="After a renewal, how long its endpoints get to serve it (probed until then).",
 )
+@click.option(
+    "--no-probe",
+    is_flag=True,
+    help="Don't probe endpoints after renewals (a fleet whose hosts deploy later).",
+)
 @timeout_option(120)
 @json_option
 @click.pass_context
@@ -57,6 +62,7 @@ def renew_due_command(
     notice_days: float | None,
     random_delay: float,
     probe_wait: float,
+    no_probe: bool,
     timeout: float,
     json_output: bool,
 ) -> None:
@@ -88,6 +94,7 @@ def renew_due_command(
         notice_days=notice_days,
         timeout=timeout,
         probe_wait=probe_wait,
+        probe=not no_probe,
     )
     report = renew_due(context, options)
     if json_output:

@@ -188,7 +188,7 @@ class _Known:
 
     def _fingerprints(self) -> dict[str, int]:
         """Fingerprint → version of every stored version (only when the live one wasn't served)."""
-        from certctl.pki.served import leaf_fingerprint
+        from certctl.pki.served import pem_fingerprint
 
         found: dict[str, int] = {}
         for version in self.ctx.store.versions(self.record.name):
@@ -196,20 +196,10 @@ class _Known:
                 pem = self.ctx.store.read_version(self.record.name, version)["cert.pem"]
             except (CertctlError, KeyError, OSError):
                 continue  # a damaged version: `doctor` reports it
-            fingerprint = leaf_fingerprint([_der_of(pem)])
+            fingerprint = pem_fingerprint(pem)
             if fingerprint:
                 found[fingerprint] = version
         return found
-
-
-def _der_of(pem: bytes) -> bytes:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    try:
-        return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
-    except ValueError:
-        return b""
 
 
 def probe_endpoint(

@@ -38,6 +38,7 @@ class RenewOptions:
     notice_days: float | None = None
     timeout: float = 120.0
     probe_wait: float = 15.0  # seconds the endpoints get to serve a renewed certificate
+    probe: bool = True  # probe a renewed certificate's endpoints
 
 
 @dataclass
@@ -356,7 +357,7 @@ def _renew(
     hook_error = run_deploy_hook(ctx, record)
     if hook_error:
         outcome.errors.append(hook_error)
-    if record.endpoints:
+    if record.endpoints and options.probe:
         _check_served(ctx, record, outcome, options, notice_days, channels)
     return outcome
 
@@ -370,6 +371,7 @@ def _check_served(
     channels: list[Channel],
 ) -> None:
     """Probe the renewed certificate's endpoints; a stale one fails the renewal and notifies."""
+    from certctl.notify.channel import STALE
     from certctl.ops.probe import stale_message, wait_until_served
 
     results = wait_until_served(ctx, record, window=options.probe_wait)
@@ -381,7 +383,7 @@ def _check_served(
     reason = f"renewed to version {record.current.version if record.current else '?'}, but " + (
         "; ".join(stale)
     )
-    notified = _notify(ctx, record, ctx.now(), notice_days, channels, reason)
+    notified = _notify(ctx, record, ctx.now(), notice_days, channels, reason, state=STALE)
     outcome.errors.extend(notified.errors)
 
 
@@ -409,6 +411,7 @@ def _notify(
     notice_days: float,
     channels: list[Channel],
     reason: str,
+    state: str | None = None,
 ) -> Outcome:
     """Send one notice through each channel that has not accepted one today.
 
@@ -427,7 +430,7 @@ def _notify(
         domains=record.domains,
         not_after=current.not_after if current else None,
         days_left=status.days_left,
-        state=status.state,
+        state=state or status.state,
         reason=reason,
         action=_what_to_do(record),
     )

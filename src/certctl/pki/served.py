@@ -49,11 +49,11 @@ class Verdict:
     served: Served
 
 
-def leaf_fingerprint(chain: list[bytes]) -> str | None:
-    """The SHA-256 fingerprint of the first certificate served, or None if unreadable."""
+def pem_fingerprint(pem: bytes) -> str | None:
+    """The SHA-256 fingerprint of a stored version's cert.pem, or None if unreadable."""
     try:
-        return fingerprint(x509.load_der_x509_certificate(chain[0]))
-    except (*MALFORMED, IndexError):
+        return fingerprint(x509.load_pem_x509_certificate(pem))
+    except MALFORMED:
         return None
 
 

@@ -59,6 +59,10 @@ def parse_endpoint(text: str, *, sni: str | None = None, starttls: str | None = 
             sni = normalize_domain(sni)
         except BadInput as e:
             raise BadInput(f"invalid --sni {sni!r}: {e}") from None
+        if sni.startswith("*."):
+            raise BadInput(
+                f"invalid --sni {sni!r}: give the name a client asks for, not a wildcard"
+            )
         if sni == host:
             sni = None  # the host's own name: nothing to add
     elif is_ip(host):
