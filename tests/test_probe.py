@@ -298,7 +298,11 @@ def test_check_ok_warning_critical_unknown(offline: Certctl, tmp_path: Path) -> 
     assert missing.stdout.startswith("CERTCTL UNKNOWN - no certificate named 'nosuch'")
     bad = offline.invoke("check", "--warning", "soon")
     assert bad.exit_code == 3
-    assert bad.stdout.startswith("CERTCTL UNKNOWN - ")
+    assert bad.stdout.startswith("CERTCTL UNKNOWN - Invalid value for '-w' / '--warning'")
+    assert bad.stderr.startswith("error: Invalid value for '-w' / '--warning'")
+    bad_json = offline.invoke("check", "--json", "--bogus")
+    assert bad_json.exit_code == 3
+    assert json.loads(bad_json.stdout)["status"] == "UNKNOWN"
     inverted = offline.invoke("check", "-w", "3", "-c", "9")
     assert inverted.exit_code == 3
     assert "--critical 9 is above --warning 3" in inverted.stdout

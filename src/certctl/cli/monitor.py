@@ -15,14 +15,25 @@ UNKNOWN = 3  # the monitoring-plugins convention: a plugin that cannot tell exit
 class PluginCommand(CertctlCommand):
     """A monitoring plugin: a usage error is UNKNOWN (exit 3), not CRITICAL (2)."""
 
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        """Parse as usual; bad options exit 3 with the usual one line."""
-        try:
-            return super().make_context(*args, **kwargs)
-        except click.UsageError as e:
-            from certctl.cli.output import write_out
+    def make_context(
+        self, info_name: str | None, args: list[str], *rest: Any, **kwargs: Any
+    ) -> click.Context:
+        """Parse as usual; bad options exit 3 with the usual one line on stderr.
 
-            write_out(f"CERTCTL UNKNOWN - {e.format_message()}\n")  # what the monitoring shows
+        stdout gets the UNKNOWN status line the monitoring shows (its JSON with --json).
+        """
+        given = list(args)
+        try:
+            return super().make_context(info_name, args, *rest, **kwargs)
+        except click.UsageError as e:
+            from certctl.cli import render
+            from certctl.ops.monitor import unknown
+
+            report = unknown(e.format_message())
+            if "--json" in given:
+                render.print_json(report.to_json())
+            else:
+                render.write_text("\n".join(report.lines()) + "\n")
             e.exit_code = UNKNOWN  # type: ignore[misc]  # click reads it per instance
             raise
 
