@@ -49,6 +49,18 @@ if ! command -v pdns_server >/dev/null && [[ ! -x /usr/sbin/pdns_server ]] \
     fi
 fi
 
+# nginx for the endpoint probe end-to-end test: the test starts its own nginx on a free loopback
+# port from a temp-dir config; Debian's own service (started by the package) is stopped and disabled.
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nginx
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+        $SUDO systemctl disable --now nginx || true
+    elif [[ -f /run/nginx.pid ]]; then
+        $SUDO /usr/sbin/nginx -s quit || true
+    fi
+fi
+
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
 fi

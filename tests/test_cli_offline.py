@@ -486,12 +486,14 @@ def test_set_json_changes_renewal_point_and_hook(offline: Certctl, tmp_path: Pat
         "name": "site",
         "renew_before_days": 20.0,
         "deploy_hook": "true",
+        "endpoints": [],  # issue #18: `set` records endpoints too
     }
     reset = offline.run("set", "site", "--renew-before", "default", "--deploy-hook", "", "--json")
     assert json.loads(reset.stdout) == {
         "name": "site",
         "renew_before_days": None,
         "deploy_hook": None,
+        "endpoints": [],
     }
     bad = offline.run("set", "site", "--renew-before", "soon")
     assert bad.returncode == 2 and "--renew-before" in bad.stderr

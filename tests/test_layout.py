@@ -2,7 +2,7 @@
 
 Layers, highest first (README "Architecture"):
 
-    cli → ops → context → {acme, challenges, store, notify} → {pki, policy, config}
+    cli → ops → context → {acme, challenges, store, notify, net} → {pki, policy, config}
         → {reporting, models, errors}
 
 A module may import its own layer or any lower one, never a higher one. Every
@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli", "__main__"),
     ("ops",),
     ("context",),
-    ("acme", "challenges", "store", "notify"),
+    ("acme", "challenges", "store", "notify", "net"),
     ("pki", "policy", "config"),
     ("reporting", "models", "errors", "__init__"),
 ]

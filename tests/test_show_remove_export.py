@@ -53,6 +53,7 @@ SHOW_KEYS = {
     "renewal",
     "notices",
     "deploy_hook",
+    "endpoints",  # issue #18
     "live_version",
     "versions",
     "paths",

@@ -220,6 +220,7 @@ _RENEWAL_STATE = _table_of(
         "ari_pick": _check_datetime,
         "ari_next_check": _check_datetime,
         "last_renewed": _check_datetime,
+        "last_failed": _check_datetime,
     }
 )
 _NOTICE_STATE = _table_of(
@@ -391,6 +392,42 @@ class Current:
         return current
 
 
+STARTTLS = ("smtp", "imap", "ftp")
+
+
+@dataclass
+class Endpoint:
+    """Where a certificate must be served: host and port, the SNI name, optional STARTTLS."""
+
+    host: str
+    port: int = 443
+    sni: str | None = None  # None: the host itself (an IP address: no SNI)
+    starttls: str | None = None  # smtp | imap | ftp
+
+    @property
+    def label(self) -> str:
+        """``host:port``, ``[v6]:port``, with ``(sni NAME)`` / ``(starttls smtp)`` when set."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        text = f"{host}:{self.port}"
+        if self.sni:
+            text += f" (sni {self.sni})"
+        if self.starttls:
+            text += f" (starttls {self.starttls})"
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Endpoint:
+        """Build from stored TOML data, checked."""
+        endpoint = cls(**_checked(cls, data))
+        if not endpoint.host:
+            raise RecordError("expected a host name or address", "host")
+        if not 0 < endpoint.port < 65536:
+            raise RecordError("expected a port number (1-65535)", "port")
+        if endpoint.starttls is not None and endpoint.starttls not in STARTTLS:
+            raise RecordError(f"expected one of {', '.join(STARTTLS)}", "starttls")
+        return endpoint
+
+
 @dataclass
 class CertRecord:
     """Everything certctl knows about one named certificate (its meta.toml)."""
@@ -410,6 +447,7 @@ class CertRecord:
     revoked: bool = False
     renewal: dict[str, Any] = field(default_factory=dict)
     notices: dict[str, Any] = field(default_factory=dict)
+    endpoints: list[Endpoint] = field(default_factory=list)
 
     _CHECKS: ClassVar[dict[str, Check]] = {"renewal": _RENEWAL_STATE, "notices": _NOTICE_STATE}
 

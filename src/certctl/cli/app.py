@@ -150,7 +150,9 @@ def _register() -> None:
         fleet,
         issue,
         listing,
+        monitor,
         order,
+        probe,
         renewdue,
         show,
         storecmd,
@@ -162,7 +164,7 @@ def _register() -> None:
 
     modules = (
         *(order, verify, issue, upload, listing, renewdue, doctor, show, account),
-        *(storecmd, fleet, dnscmd),
+        *(storecmd, fleet, dnscmd, probe, monitor),
     )
     for module in modules:
         for command in module.COMMANDS:

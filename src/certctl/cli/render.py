@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from certctl.ops.inspect import ExportReport, RemoveReport, ShowReport
     from certctl.ops.listing import ListEntry
     from certctl.ops.obtain import IssueReport, OrderReport, VerifyReport
+    from certctl.ops.probe import ProbeReport
     from certctl.ops.renew import RenewReport
     from certctl.ops.upload import UploadReport
 
@@ -366,6 +367,8 @@ def show_report(report: ShowReport) -> None:
     last_sent = record.notices.get("last_sent")
     row("last notice", _when(last_sent) if isinstance(last_sent, datetime) else "never")
     row("deploy hook", record.deploy_hook or "-")
+    if record.endpoints:
+        row("endpoints", ", ".join(e.label for e in record.endpoints))
     if report.versions:
         out.print("  versions:", markup=False)
         for version in report.versions:
@@ -481,3 +484,29 @@ def revoke_report(report: RevokeReport) -> None:
         markup=False,
     )
     out.print(f"Next: {report.next_step}", markup=False)
+
+
+def probe_table(report: ProbeReport) -> None:
+    """One row per endpoint: certificate, endpoint, verdict and why."""
+    if not report.results:
+        write_err(
+            "no endpoints recorded: add them with"
+            f" {hints.command('set', 'NAME', '--endpoint', 'HOST[:PORT]')}\n"
+        )
+        return
+    header = ("NAME", "ENDPOINT", "STATUS", "DETAIL")
+    rows = [
+        (r.name, r.endpoint.label, r.status.upper() if not r.ok else r.status, r.detail)
+        for r in report.results
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(3)]
+    lines = [
+        "  ".join([*(c.ljust(widths[i]) for i, c in enumerate(row[:3])), row[3]]).rstrip()
+        for row in (header, *rows)
+    ]
+    write_out("\n".join(lines) + "\n")
+
+
+def write_text(text: str) -> None:
+    """Text exactly as given on stdout (plugin lines, metrics): no colour, no wrapping."""
+    write_out(text)

@@ -38,6 +38,19 @@ from certctl.cli.options import json_option, timeout_option
     metavar="SECONDS",
     help="Sleep a random time up to SECONDS first (spread a fleet of hosts).",
 )
+@click.option(
+    "--probe-wait",
+    type=click.FloatRange(0, 600),
+    default=15,
+    show_default=True,
+    metavar="SECONDS",
+    help="After a renewal, how long its endpoints get to serve it (probed until then).",
+)
+@click.option(
+    "--no-probe",
+    is_flag=True,
+    help="Don't probe endpoints after renewals (a fleet whose hosts deploy later).",
+)
 @timeout_option(120)
 @json_option
 @click.pass_context
@@ -48,6 +61,8 @@ def renew_due_command(
     parallel: int,
     notice_days: float | None,
     random_delay: float,
+    probe_wait: float,
+    no_probe: bool,
     timeout: float,
     json_output: bool,
 ) -> None:
@@ -78,6 +93,8 @@ def renew_due_command(
         parallel=parallel,
         notice_days=notice_days,
         timeout=timeout,
+        probe_wait=probe_wait,
+        probe=not no_probe,
     )
     report = renew_due(context, options)
     if json_output:
@@ -98,6 +115,22 @@ def renew_due_command(
 @click.option(
     "--deploy-hook", metavar="CMD", help="Command run after the certificate changes; '' removes it."
 )
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Where the certificate must be served (repeatable; replaces the list; port 443 by"
+    " default; '' removes all). `probe` and `renew-due` check them.",
+)
+@click.option(
+    "--sni", metavar="NAME", help="Server name to ask for at --endpoint (needed for IPs)."
+)
+@click.option(
+    "--starttls",
+    type=click.Choice(["smtp", "imap", "ftp"]),
+    help="Upgrade a plain connection at --endpoint first (default ports 25, 143, 21).",
+)
 @json_option
 @click.pass_context
 def set_command(
@@ -105,14 +138,20 @@ def set_command(
     name: str,
     renew_before: str | None,
     deploy_hook: str | None,
+    endpoints: tuple[str, ...],
+    sni: str | None,
+    starttls: str | None,
     json_output: bool,
 ) -> None:
-    """Change a certificate's settings: renewal point, deploy hook.
+    """Change a certificate's settings: renewal point, deploy hook, endpoints.
 
     \b
     Examples:
       certctl set example.com --deploy-hook 'systemctl reload nginx'
       certctl set example.com --renew-before 20
+      certctl set example.com --endpoint www.example.com --endpoint example.com:8443
+      certctl set example.com --endpoint 192.0.2.7 --sni www.example.com
+      certctl set mail.example.com --endpoint mail.example.com --starttls smtp
     """
     from certctl.cli import render
     from certctl.cli.runtime import build_context
@@ -125,18 +164,23 @@ def set_command(
         resolve_name(context, name),
         renew_before=renew_before,
         deploy_hook=deploy_hook,
+        endpoints=list(endpoints) if endpoints else None,
+        sni=sni,
+        starttls=starttls,
     )
     document = {
         "name": record.name,
         "renew_before_days": record.renew_before_days,
         "deploy_hook": record.deploy_hook,
+        "endpoints": [e.label for e in record.endpoints],
     }
     if json_output:
         render.print_json(document)
     else:
+        shown = ", ".join(e.label for e in record.endpoints) or "(none)"
         render.say(
             f"{record.name}: renew_before = {record.renew_before_days or 'default'},"
-            f" deploy_hook = {record.deploy_hook or '(none)'}"
+            f" deploy_hook = {record.deploy_hook or '(none)'}, endpoints = {shown}"
         )
 
 

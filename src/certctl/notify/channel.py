@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from certctl.errors import BadInput
 
 SCHEMA = "certctl.notice/1"
+STALE = "stale"  # the state of a notice about a renewed certificate an endpoint does not serve
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Notice:
     @property
     def subject(self) -> str:
         """A one-line summary (the e-mail subject)."""
+        if self.state == STALE:
+            return f"[certctl] {self.name} is renewed but not served ({', '.join(self.domains)})"
         when = f"{self.days_left:.1f} days" if self.days_left is not None else "unknown"
         if self.days_left is not None and self.days_left <= 0:
             return f"[certctl] {self.name} has EXPIRED ({', '.join(self.domains)})"

@@ -202,6 +202,7 @@ class ShowReport:
                 "channels": list(record.notices.get("channels", [])),
             },
             "deploy_hook": record.deploy_hook,
+            "endpoints": [e.label for e in record.endpoints],
             "live_version": self.live_version,
             "versions": [
                 {

@@ -37,6 +37,8 @@ class RenewOptions:
     parallel: int = 4
     notice_days: float | None = None
     timeout: float = 120.0
+    probe_wait: float = 15.0  # seconds the endpoints get to serve a renewed certificate
+    probe: bool = True  # probe a renewed certificate's endpoints
 
 
 @dataclass
@@ -321,7 +323,9 @@ def _renew(
     except CertctlError as e:
         record = ctx.store.read(record.name)  # keep what issue_locked persisted (order state)
         failures = int(record.renewal.get("failures", 0)) + 1
-        record.renewal.update(failures=failures, last_attempt=now, last_error=str(e)[:500])
+        record.renewal.update(
+            failures=failures, last_attempt=now, last_failed=now, last_error=str(e)[:500]
+        )
         if record.order is not None and record.order.status == "invalid":
             record.order = None  # a failed order is spent; the next attempt places a new one
         ctx.store.write(record)
@@ -353,7 +357,34 @@ def _renew(
     hook_error = run_deploy_hook(ctx, record)
     if hook_error:
         outcome.errors.append(hook_error)
+    if record.endpoints and options.probe:
+        _check_served(ctx, record, outcome, options, notice_days, channels)
     return outcome
+
+
+def _check_served(
+    ctx: Context,
+    record: CertRecord,
+    outcome: Outcome,
+    options: RenewOptions,
+    notice_days: float,
+    channels: list[Channel],
+) -> None:
+    """Probe the renewed certificate's endpoints; a stale one fails the renewal and notifies."""
+    from certctl.notify.channel import STALE
+    from certctl.ops.probe import stale_message, wait_until_served
+
+    results = wait_until_served(ctx, record, window=options.probe_wait)
+    stale = [stale_message(r) for r in results if not r.ok]
+    if not stale:
+        outcome.detail += f"; served at {len(results)} endpoint(s)"
+        return
+    outcome.errors.extend(stale)
+    reason = f"renewed to version {record.current.version if record.current else '?'}, but " + (
+        "; ".join(stale)
+    )
+    notified = _notify(ctx, record, ctx.now(), notice_days, channels, reason, state=STALE)
+    outcome.errors.extend(notified.errors)
 
 
 def _replaces(ctx: Context, record: CertRecord) -> str | None:
@@ -380,6 +411,7 @@ def _notify(
     notice_days: float,
     channels: list[Channel],
     reason: str,
+    state: str | None = None,
 ) -> Outcome:
     """Send one notice through each channel that has not accepted one today.
 
@@ -398,7 +430,7 @@ def _notify(
         domains=record.domains,
         not_after=current.not_after if current else None,
         days_left=status.days_left,
-        state=status.state,
+        state=state or status.state,
         reason=reason,
         action=_what_to_do(record),
     )

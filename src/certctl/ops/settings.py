@@ -1,21 +1,35 @@
-"""`certctl set`: change a certificate's renewal point and deploy hook."""
+"""`certctl set`: change a certificate's renewal point, deploy hook and endpoints."""
 
 from __future__ import annotations
 
 from certctl.context import Context
 from certctl.errors import BadInput
-from certctl.models import CertRecord
+from certctl.models import CertRecord, Endpoint
+from certctl.policy.endpoints import parse_endpoint
 from certctl.policy.names import check_cert_name
 from certctl.policy.timing import lifetime_days, max_renew_before
 
 
 def update_settings(
-    ctx: Context, name: str, *, renew_before: str | None, deploy_hook: str | None
+    ctx: Context,
+    name: str,
+    *,
+    renew_before: str | None,
+    deploy_hook: str | None,
+    endpoints: list[str] | None = None,
+    sni: str | None = None,
+    starttls: str | None = None,
 ) -> CertRecord:
-    """Change a certificate's renewal point and deploy hook."""
+    """Change a certificate's renewal point, deploy hook and endpoints (None: unchanged).
+
+    `endpoints` replaces the list (`[""]` clears it); `sni` and `starttls` apply to each.
+    """
     check_cert_name(name)
-    if renew_before is None and deploy_hook is None:
-        raise BadInput("nothing to change: give --renew-before and/or --deploy-hook")
+    if renew_before is None and deploy_hook is None and endpoints is None:
+        if sni is not None or starttls is not None:
+            raise BadInput("--sni and --starttls go with --endpoint HOST[:PORT]")
+        raise BadInput("nothing to change: give --renew-before, --deploy-hook and/or --endpoint")
+    wanted = _endpoints(endpoints, sni, starttls)
     days: float | None = None
     if renew_before is not None and renew_before != "default":
         try:
@@ -34,6 +48,8 @@ def update_settings(
             record.renew_before_days = days
         if deploy_hook is not None:
             record.deploy_hook = deploy_hook or None
+        if wanted is not None:
+            record.endpoints = wanted
         ctx.store.write(record)
     return record
 
@@ -51,3 +67,22 @@ def _check_renew_before(record: CertRecord, days: float | None) -> None:
             f" at once (its certificates live {lifetime:.4g} days): give at most {largest:g}, or"
             " 'default'"
         )
+
+
+def _endpoints(
+    given: list[str] | None, sni: str | None, starttls: str | None
+) -> list[Endpoint] | None:
+    """The endpoints to record (checked, duplicates dropped), or None to keep them."""
+    if given is None:
+        if sni is not None or starttls is not None:
+            raise BadInput("--sni and --starttls go with --endpoint HOST[:PORT]")
+        return None
+    if given == [""]:
+        if sni is not None or starttls is not None:
+            raise BadInput("--endpoint '' removes every endpoint: leave out --sni and --starttls")
+        return []
+    found: dict[tuple[str, int, str | None], Endpoint] = {}
+    for text in given:
+        endpoint = parse_endpoint(text, sni=sni, starttls=starttls)
+        found.setdefault((endpoint.host, endpoint.port, endpoint.sni), endpoint)
+    return list(found.values())

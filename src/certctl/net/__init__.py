@@ -1,0 +1,1 @@
+"""Network connections to the endpoints where certificates are served (TLS probes)."""
