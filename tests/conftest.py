@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,29 @@ def offline(store: Path, backend: str, request: pytest.FixtureRequest) -> Certct
         url = request.getfixturevalue("pg_url")
         return Certctl(store, None, location=url, key_file=store_key(store.parent))
     return Certctl(store, None)
+
+
+def make_due_by_ari(certctl: Certctl, name: str) -> None:
+    """Make the live certificate due by the CA's renewal window (as last fetched): begun.
+
+    Unlike make_due, a renewal ends it: the new certificate is not due, so a second run
+    that comes after the first renewal has nothing to do (what "renewed once" needs).
+    """
+    store = certctl.open()
+    try:
+        with store.lock(name):
+            record = store.read(name)
+            assert record.current is not None
+            start = record.current.not_before + timedelta(seconds=1)
+            record.renewal.update(
+                ari_start=start,
+                ari_pick=start,
+                ari_end=datetime.now(UTC) + timedelta(days=1),
+                ari_next_check=datetime.now(UTC) + timedelta(days=1),
+            )
+            store.write(record)
+    finally:
+        store.close()
 
 
 def make_due(store: Path | Certctl, name: str, days: float = 1000) -> None:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,16 @@ import pytest
 from certctl.models import CertRecord
 from certctl.store.opening import open_store
 
-from conftest import CERTCTL, Certctl, own_pebble, standalone, store_key, unique, wait_stopped
+from conftest import (
+    CERTCTL,
+    Certctl,
+    make_due_by_ari,
+    own_pebble,
+    standalone,
+    store_key,
+    unique,
+    wait_stopped,
+)
 from pebble import PebbleServer
 
 WORKER = str(Path(__file__).with_name("pg_lock_worker.py"))
@@ -56,25 +64,6 @@ def stored(url: str, key_file: Path) -> CertRecord:
     store = open_store(url, key_file=key_file)
     try:
         return store.read(NAME)
-    finally:
-        store.close()
-
-
-def due_by_ari(runner: Certctl, name: str) -> None:
-    """The CA's renewal window (as last fetched) has begun for the live certificate."""
-    store = runner.open()
-    try:
-        with store.lock(name):
-            record = store.read(name)
-            assert record.current is not None
-            start = record.current.not_before + timedelta(seconds=1)
-            record.renewal.update(
-                ari_start=start,
-                ari_pick=start,
-                ari_end=datetime.now(UTC) + timedelta(days=1),
-                ari_next_check=datetime.now(UTC) + timedelta(days=1),
-            )
-            store.write(record)
     finally:
         store.close()
 
@@ -198,7 +187,7 @@ def test_ten_renew_due_on_one_due_certificate_renew_it_once(
     domain = unique("ten")
     runner.json("obtain", "-d", domain, *standalone(pebble))
     assert runner.run("renew-due").returncode == 0  # ARI fetched: not due by itself
-    due_by_ari(runner, domain)  # once renewed, the new certificate is not due: no second one
+    make_due_by_ari(runner, domain)  # once renewed, the new certificate is not due: no second one
     env = {**os.environ, **runner.env()}
     procs = [
         subprocess.Popen(
@@ -248,7 +237,7 @@ def test_a_paused_renew_due_is_fenced_and_the_other_host_renews(
     domain = unique("fence")
     runner.json("obtain", "-d", domain, *standalone(pebble))
     assert runner.run("renew-due").returncode == 0  # ARI fetched: not due by itself
-    due_by_ari(runner, domain)
+    make_due_by_ari(runner, domain)
     env = {**os.environ, **runner.env(), "CERTCTL_CONFIG": str(config)}
     paused = subprocess.Popen(
         [*CERTCTL, "renew-due", "--json"],
