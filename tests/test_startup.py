@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Certctl, standalone, unique
-from tests.pebble import PebbleServer
+from conftest import Certctl, standalone, unique
+from pebble import PebbleServer
 
 HEAVY = ("acme", "josepy", "requests", "urllib3", "dns.resolver", "rich.table")
 
