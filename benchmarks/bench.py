@@ -142,7 +142,7 @@ def peers_main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    SPAWNER.start()  # first, while this process is small: children's peak RSS is their own
+    SPAWNER.start()  # measured commands are started from it: their peak RSS is their own
     if args.peers:
         return peers_main(args)
     outcomes: list[Outcome] = []

@@ -3,7 +3,7 @@
 Linux carries a process's peak resident set across fork and exec: a child forked
 from the benchmark (which by then holds certctl, cryptography and a built store,
 ~50 MiB) reports at least the benchmark's size as its own `ru_maxrss`. This script
-is started first, while the benchmark is small, and stays small (standard library
+is exec'd afresh (so it is small whenever it starts) and stays small (standard library
 only, no site packages); it runs each command it is sent and answers with the
 measurements. One JSON line in (argv, env, timeout, out, err), one JSON line out.
 """

@@ -51,7 +51,7 @@ class _Spawner:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start it now, while this process is small (bench.py does, before any setup)."""
+        """Start it (once); a fresh interpreter, small however big this process is."""
         if self._proc is None:
             self._proc = subprocess.Popen(
                 [sys.executable, "-S", "-E", str(Path(__file__).with_name("spawner.py"))],
