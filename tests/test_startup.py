@@ -136,3 +136,37 @@ def test_renew_due_with_nothing_due_loads_no_acme_stack(ca: Certctl, pebble: Peb
     ca.run("renew-due", check=True)
     modules = _modules(ca, "renew-due")
     assert not _without(modules, *HEAVY, "dns", *OFF_A_TERMINAL)
+
+
+# ---- each command imports its own cli/ module only ------------------------------------------
+
+
+def test_command_table_names_every_command_of_every_module() -> None:
+    """COMMAND_MODULES (cli/app.py) is how a command finds its module: none missing."""
+    import importlib
+    import pkgutil
+
+    import certctl.cli
+    from certctl.cli.app import COMMAND_MODULES
+
+    found = {}
+    for info in pkgutil.iter_modules(certctl.cli.__path__):
+        module = importlib.import_module(f"certctl.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", []):
+            found[command.name] = info.name
+    assert found == COMMAND_MODULES
+
+
+@pytest.mark.parametrize(
+    ("args", "own"),
+    [(("list",), "listing"), (("show", "x"), "show"), (("renew-due",), "renewdue")],
+)
+def test_a_command_imports_no_other_commands_module(
+    tmp_path: Path, args: tuple[str, ...], own: str
+) -> None:
+    from certctl.cli.app import COMMAND_MODULES
+
+    modules = loaded_modules(tmp_path / "store", *args)
+    assert f"certctl.cli.{own}" in modules
+    others = {f"certctl.cli.{m}" for m in COMMAND_MODULES.values()} - {f"certctl.cli.{own}"}
+    assert not sorted(others & modules)
