@@ -31,6 +31,8 @@ from pathlib import Path
 from scenarios import BY_NAME, SCENARIOS, Bench
 from timing import (
     PG_LIMIT,
+    SPAWNER,
+    BenchError,
     Outcome,
     backend_ratios,
     json_document,
@@ -79,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep the work directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every run")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="compare with certbot and lego (those on PATH) against the same Pebble instead",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be ≥ 1 and --warmup ≥ 0")
@@ -102,8 +109,42 @@ def work_dir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def peers_main(args: argparse.Namespace) -> int:
+    """--peers: certctl, certbot and lego side by side, the issue-17 ratios."""
+    from peers import Peers, peer_versions, peers_table, verdicts
+
+    with work_dir(args.keep_temp) as work, contextlib.ExitStack() as stack:
+        bench = Bench(args, work, stack)
+        peers = Peers(bench, args.runs, args.warmup)
+        versions = peer_versions(peers.found)
+        try:
+            results = peers.run()
+        except BenchError as e:
+            print(f"bench: peers: {e}", file=sys.stderr)
+            return EXIT_ERROR
+    found = verdicts(results)
+    if args.json:
+        document = json_document(args, bench.certctl, [])
+        del document["scenarios"], document["passed"]
+        document.update(
+            peers=versions,
+            notes=peers.notes,
+            results=[m.to_json() for m in results],
+            verdicts=found,
+        )
+        print(json.dumps(document, indent=2))
+    else:
+        print(peers_table(results, peers.notes))
+    if any(m.error for m in results):
+        return EXIT_ERROR
+    return EXIT_OK if all(v["passed"] for v in found) else EXIT_MISSED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    SPAWNER.start()  # measured commands are started from it: their peak RSS is their own
+    if args.peers:
+        return peers_main(args)
     outcomes: list[Outcome] = []
     with work_dir(args.keep_temp) as work, contextlib.ExitStack() as stack:
         bench = Bench(args, work, stack)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 import os
 import platform
 import shutil
@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,40 +43,62 @@ class RunResult:
     timed_out: bool = False
 
 
+class _Spawner:
+    """The small process (spawner.py) that starts every measured command."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start it (once); a fresh interpreter, small however big this process is."""
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-S", "-E", str(Path(__file__).with_name("spawner.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={},
+            )
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.start()
+            assert self._proc is not None and self._proc.stdin and self._proc.stdout
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        if not line:
+            raise BenchError("the spawner process died")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise BenchError(f"cannot start {request['argv'][0]}: {answer['error']}")
+        return answer
+
+
+SPAWNER = _Spawner()
+
+
 def run_process(argv: list[str], env: dict[str, str], timeout: float) -> RunResult:
-    """Spawn `argv`, reap it with wait4 and return wall time, peak RSS and its output.
+    """Run `argv` from the spawner; return wall time, peak RSS, CPU time and its output.
 
-    Output goes to anonymous temp files (not pipes) so a big `list` never blocks on a
-    full pipe and nothing but the child is being timed.
+    The spawner reaps it with wait4 (peak RSS and CPU are the child's own) and sends its
+    output to files, not pipes, so a big `list` never blocks on a full pipe.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        killed = threading.Event()
-        reaped = threading.Event()
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-
-        def kill() -> None:
-            if not reaped.is_set():
-                killed.set()
-                with contextlib.suppress(OSError):
-                    os.kill(proc.pid, 9)
-
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            reaped.set()
-            timer.cancel()
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen quiet
-        out.seek(0)
-        err.seek(0)
-        # ru_maxrss is KiB on Linux, bytes on macOS.
-        rss = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-        cpu = usage.ru_utime + usage.ru_stime
-        return RunResult(wall, rss, cpu, proc.returncode, out.read(), err.read(), killed.is_set())
+    with tempfile.TemporaryDirectory(prefix="certctl-run-") as tmp:
+        out, err = Path(tmp, "out"), Path(tmp, "err")
+        answer = SPAWNER.ask(
+            {"argv": argv, "env": env, "timeout": timeout, "out": str(out), "err": str(err)}
+        )
+        return RunResult(
+            answer["wall"],
+            answer["rss"],
+            answer["cpu"],
+            answer["returncode"],
+            out.read_bytes(),
+            err.read_bytes(),
+            answer["timed_out"],
+        )
 
 
 def tail(data: bytes, lines: int = 30) -> str:

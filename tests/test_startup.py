@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Certctl, standalone, unique
+from pebble import PebbleServer
+
 HEAVY = ("acme", "josepy", "requests", "urllib3", "dns.resolver", "rich.table")
 
 PROBE = """
@@ -24,7 +27,7 @@ sys.stderr.write("\\nMODULES=" + json.dumps(sorted(sys.modules)) + "\\n")
 """
 
 
-def loaded_modules(store: Path, *args: str) -> set[str]:
+def loaded_modules(store: Path, *args: str, env: dict[str, str] | None = None) -> set[str]:
     """The modules a fresh certctl process imported to run `args`."""
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
@@ -36,12 +39,15 @@ def loaded_modules(store: Path, *args: str) -> set[str]:
             "PATH": "/usr/bin",
             # the certctl under test (a worktree's src/), not whichever the venv installed
             **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+            **(env or {}),
         },
         timeout=60,
     )
     marker = proc.stderr.rsplit("MODULES=", 1)
     assert len(marker) == 2, proc.stderr
-    return set(json.loads(marker[1]))
+    modules = set(json.loads(marker[1]))
+    modules.add(f"exit-with-error={'error:' in marker[0]}")
+    return modules
 
 
 @pytest.mark.parametrize(
@@ -117,3 +123,102 @@ print(json.dumps(sorted(sys.modules)))
     modules = set(json.loads(proc.stdout))
     assert "certctl.challenges.dns.rfc2136" in modules  # the probe did build the solvers
     assert not [m for m in LEXICON if m in modules]
+
+
+# ---- per command and validation method, against a real CA -----------------------------------
+
+DNS_STACK = ("dns", "certctl.challenges.dns.protocol", "certctl.challenges.dns.publisher")
+RFC2136_STACK = ("dns.update", "dns.resolver", "certctl.challenges.dns.protocol")
+OFF_A_TERMINAL = ("rich",)  # output is plain text when stdout/stderr are not terminals
+
+
+def _without(modules: set[str], *heavy: str) -> list[str]:
+    """The heavy packages (or any of their submodules) that were imported anyway."""
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy))
+
+
+@pytest.fixture
+def ca(tmp_path: Path, pebble: PebbleServer) -> Certctl:
+    return Certctl(tmp_path / "store", pebble)
+
+
+def _modules(ca: Certctl, *args: str) -> set[str]:
+    env = {k: v for k, v in ca.env().items() if k != "CERTCTL_CONFIG"}
+    modules = loaded_modules(ca.store, *args, env=env)
+    assert "exit-with-error=False" in modules, args
+    return modules
+
+
+def test_http01_steps_never_load_the_dns_solvers(ca: Certctl, pebble: PebbleServer) -> None:
+    """order/verify/issue over HTTP-01: no DNS solver, no rich off a terminal; issue and
+    order no dnspython at all (verify's self-check asks the configured resolver with it)."""
+    name = unique("imports")
+    modules = _modules(ca, "order", "-d", name, *standalone(pebble))
+    assert "acme" in modules
+    assert not _without(modules, *DNS_STACK, *OFF_A_TERMINAL)
+    modules = _modules(ca, "verify", name)
+    assert "certctl.challenges.selfcheck" in modules
+    assert not _without(modules, *RFC2136_STACK, *OFF_A_TERMINAL)
+    modules = _modules(ca, "issue", name)
+    assert not _without(modules, *DNS_STACK, *OFF_A_TERMINAL, "http.server")
+    assert not _without(_modules(ca, "show", name), *HEAVY, *OFF_A_TERMINAL)
+
+
+def test_obtain_standalone_and_webroot_never_load_the_dns_solvers(
+    ca: Certctl, pebble: PebbleServer, tmp_path: Path
+) -> None:
+    modules = _modules(ca, "obtain", "-d", unique("imports"), *standalone(pebble))
+    assert "acme" in modules
+    assert not _without(modules, *RFC2136_STACK, *OFF_A_TERMINAL)
+    webroot = tmp_path / "www"
+    webroot.mkdir()
+    order = ("order", "-d", unique("imports"), "--webroot", str(webroot), "--agree-tos")
+    assert not _without(_modules(ca, *order), *DNS_STACK, *OFF_A_TERMINAL)
+
+
+def test_dns01_manual_order_loads_no_dns_update_stack(ca: Certctl) -> None:
+    order = ("order", "-d", unique("imports"), "--challenge", "dns", "--agree-tos")
+    assert not _without(_modules(ca, *order), *RFC2136_STACK, *OFF_A_TERMINAL)
+
+
+def test_renew_due_with_nothing_due_loads_no_acme_stack(ca: Certctl, pebble: PebbleServer) -> None:
+    """Once the CA's renewal information is fresh (the first run asks for it), a run with
+    nothing to do reads the store and decides offline."""
+    ca.run("obtain", "-d", unique("imports"), *standalone(pebble), check=True)
+    ca.run("renew-due", check=True)
+    modules = _modules(ca, "renew-due")
+    assert not _without(modules, *HEAVY, "dns", *OFF_A_TERMINAL)
+
+
+# ---- each command imports its own cli/ module only ------------------------------------------
+
+
+def test_command_table_names_every_command_of_every_module() -> None:
+    """COMMAND_MODULES (cli/app.py) is how a command finds its module: none missing."""
+    import importlib
+    import pkgutil
+
+    import certctl.cli
+    from certctl.cli.app import COMMAND_MODULES
+
+    found = {}
+    for info in pkgutil.iter_modules(certctl.cli.__path__):
+        module = importlib.import_module(f"certctl.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", []):
+            found[command.name] = info.name
+    assert found == COMMAND_MODULES
+
+
+@pytest.mark.parametrize(
+    ("args", "own"),
+    [(("list",), "listing"), (("show", "x"), "show"), (("renew-due",), "renewdue")],
+)
+def test_a_command_imports_no_other_commands_module(
+    tmp_path: Path, args: tuple[str, ...], own: str
+) -> None:
+    from certctl.cli.app import COMMAND_MODULES
+
+    modules = loaded_modules(tmp_path / "store", *args)
+    assert f"certctl.cli.{own}" in modules
+    others = {f"certctl.cli.{m}" for m in COMMAND_MODULES.values()} - {f"certctl.cli.{own}"}
+    assert not sorted(others & modules)

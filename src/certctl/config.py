@@ -7,7 +7,6 @@ with exit 2 before anything is written, instead of misbehaving at 3 a.m.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -268,6 +267,8 @@ def _check_table(value: Any, rule: Table, dotted: str) -> None:
 
 
 def _suggestion(key: str, known: Mapping[str, Any]) -> str:
+    import difflib  # only for a mistyped key: every command reads the config
+
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
         return f" (did you mean {close[0]!r}?)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import click
@@ -142,35 +142,72 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = options  # global_values() adds those given after the subcommand
 
 
-def _register() -> None:
-    from certctl.cli import (
-        account,
-        dnscmd,
-        doctor,
-        fleet,
-        issue,
-        listing,
-        monitor,
-        order,
-        probe,
-        renewdue,
-        show,
-        storecmd,
-        upload,
-        verify,
-    )
-    from certctl.cli.globalopts import add_global_options
-    from certctl.cli.options import add_name_completion
+# Each command's module in cli/, imported when the command runs (or help lists it), so a
+# command pays for its own module only. tests/test_startup.py checks the table against
+# every module's COMMANDS.
+COMMAND_MODULES = {
+    "order": "order",
+    "obtain": "order",
+    "verify": "verify",
+    "issue": "issue",
+    "upload": "upload",
+    "list": "listing",
+    "renew-due": "renewdue",
+    "set": "renewdue",
+    "doctor": "doctor",
+    "show": "show",
+    "remove": "show",
+    "export": "show",
+    "account": "account",
+    "revoke": "account",
+    "store": "storecmd",
+    "deploy": "fleet",
+    "serve-challenges": "fleet",
+    "dns": "dnscmd",
+    "probe": "probe",
+    "check": "monitor",
+    "metrics": "monitor",
+}
 
-    modules = (
-        *(order, verify, issue, upload, listing, renewdue, doctor, show, account),
-        *(storecmd, fleet, dnscmd, probe, monitor),
-    )
-    for module in modules:
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """The group's commands: a name's module is imported on first use, then registered
+    with the global options and the completion of stored names (as if added up front)."""
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self._modules = modules
+        self._loaded: dict[str, click.Command] = {}
+
+    def _load(self, name: str) -> None:
+        from importlib import import_module
+
+        from certctl.cli.globalopts import add_global_options
+        from certctl.cli.options import add_name_completion
+
+        module = import_module(f"certctl.cli.{self._modules[name]}")
         for command in module.COMMANDS:
-            add_global_options(command)
-            cli.add_command(command)
-    add_name_completion(cli)  # last: NAME arguments of every command complete stored names
+            if command.name not in self._loaded:
+                add_global_options(command)
+                add_name_completion(command)  # NAME arguments complete stored names
+                self._loaded[str(command.name)] = command
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded and name in self._modules:
+            self._load(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded[name]
+        self._modules.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._loaded.keys() | self._modules.keys()))
+
+    def __len__(self) -> int:
+        return len(self._loaded.keys() | self._modules.keys())
 
 
-_register()
+cli.commands = LazyCommands(dict(COMMAND_MODULES))

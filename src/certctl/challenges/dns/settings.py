@@ -9,10 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import dns.name
-
-from certctl.challenges.dns import protocol
-from certctl.challenges.dns.protocol import show
 from certctl.errors import BadInput
 
 DEFAULT_PROPAGATION_TIMEOUT = 120.0
@@ -50,6 +46,9 @@ def settings_for(method: str, raw: Mapping[str, Any]) -> dict[str, Any]:
                 f"{option} needs --challenge dns --dns-provider rfc2136, hook or lexicon"
             )
         return {}
+    # only a DNS provider loads the DNS stack (dnspython): an HTTP-01 order never pays for it
+    from certctl.challenges.dns import protocol
+
     foreign = {
         "rfc2136": ("hook", *_LEXICON_ONLY),
         "hook": (*_RFC2136_ONLY, *_LEXICON_ONLY, "zone"),
@@ -91,6 +90,8 @@ def _check_hook(command: Any) -> str:
 
 
 def _check_rfc2136(given: Mapping[str, Any]) -> dict[str, Any]:
+    from certctl.challenges.dns import protocol
+
     for required in ("server", "tsig_key"):
         if required not in given:
             raise BadInput(f"--dns-provider rfc2136 needs {OPTIONS[required]}")
@@ -120,6 +121,10 @@ def _check_rfc2136(given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _name(value: Any, option: str) -> str:
+    import dns.name
+
+    from certctl.challenges.dns.protocol import show
+
     try:
         return show(dns.name.from_text(str(value)))
     except Exception:
