@@ -22,11 +22,19 @@ from certctl.acme.connection import (
     jwk_for,
     status_name,
 )
+from certctl.acme.methods import TLSALPN01
 from certctl.acme.network import MAX_RESPONSE_BYTES, problem_text
 from certctl.errors import AcmeError, BadInput, NotYet
 from certctl.models import Challenge, OrderState
 
 log = logging.getLogger(__name__)
+
+
+_CHALLENGE_CLASS: dict[str, type[challenges.KeyAuthorizationChallenge]] = {
+    "http": challenges.HTTP01,
+    "dns": challenges.DNS01,
+    "tls-alpn": TLSALPN01,
+}
 
 
 class _NewOrder(messages.NewOrder):
@@ -47,7 +55,7 @@ class OrderCalls(AcmeConnection):
         replaces: str | None = None,
     ) -> OrderState:
         """Place an order (RFC 8555 §7.4) and pick each authorization's challenge."""
-        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=d) for d in domains]
+        identifiers = [messages.Identifier(typ=_identifier_type(d), value=d) for d in domains]
         if profile and profile not in self.profiles():
             offered = ", ".join(sorted(self.profiles())) or "none"
             raise BadInput(f"the CA does not offer profile {profile!r} (it offers: {offered})")
@@ -87,7 +95,7 @@ class OrderCalls(AcmeConnection):
     def _pick_challenge(self, authz_url: str, challenge_type: str, domains: list[str]) -> Challenge:
         authz = self._authorization(authz_url)
         domain = _ordered_name(authz, domains)
-        wanted = challenges.HTTP01 if challenge_type == "http" else challenges.DNS01
+        wanted = _CHALLENGE_CLASS[challenge_type]
         for challb in authz.challenges:
             if isinstance(challb.chall, wanted):
                 token = challb.chall.encode("token")
@@ -230,10 +238,13 @@ def challenge_validation(challenge_type: str, token: str, account_key: bytes | J
     """What to publish for a challenge, from its token and the account key (PEM or JWK).
 
     RFC 8555 §8.1: key authorization = token "." base64url(JWK thumbprint of the account
-    key); http-01 (§8.3) serves it as is, dns-01 (§8.4) publishes base64url(SHA-256(it)).
+    key); http-01 (§8.3) serves it as is, dns-01 (§8.4) publishes base64url(SHA-256(it)),
+    tls-alpn-01 (RFC 8737 §3) keeps it (its certificate carries SHA-256(it)).
     """
     jwk = jwk_for(account_key)[0] if isinstance(account_key, bytes) else account_key
-    kind = challenges.DNS01 if challenge_type == "dns-01" else challenges.HTTP01
+    kind = {"dns-01": challenges.DNS01, "tls-alpn-01": TLSALPN01}.get(
+        challenge_type, challenges.HTTP01
+    )
     chall = kind(token=json_util.decode_b64jose(token))
     value: str = chall.validation(jwk)
     return value
@@ -256,7 +267,7 @@ def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
     identifier = authz.identifier
     value = identifier.value if isinstance(identifier.value, str) else repr(identifier.value)
     domain = ("*." if authz.wildcard else "") + value
-    if identifier.typ != messages.IDENTIFIER_FQDN or domain.lower() not in domains:
+    if identifier.typ != _identifier_type(domain) or domain.lower() not in domains:
         from certctl.pki.certinfo import clean
 
         raise AcmeError(
@@ -264,6 +275,13 @@ def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
             f" ({', '.join(domains)}); refusing it"
         )
     return domain.lower()
+
+
+def _identifier_type(name: str) -> messages.IdentifierType:
+    """RFC 8738 §3: an IP address is an "ip" identifier; any other name is "dns"."""
+    from certctl.policy.names import ip_address_of
+
+    return messages.IDENTIFIER_IP if ip_address_of(name) is not None else messages.IDENTIFIER_FQDN
 
 
 def _authorization_of(data: Any) -> messages.Authorization:

@@ -124,8 +124,13 @@ def _challenge_lines(challenge: Challenge, indent: str) -> list[str]:
             f"{indent}type:  TXT",
             f"{indent}value: {challenge.validation}",
         ]
+    if challenge.type == "tls-alpn-01":
+        return [
+            f"{indent}ALPN:    acme-tls/1 (RFC 8737), SNI {challenge.domain}",
+            f"{indent}key authorization: {challenge.validation}",
+        ]
     return [
-        f"{indent}URL:     http://{challenge.domain}{challenge.record_name}",
+        f"{indent}URL:     http://{challenge.host}{challenge.record_name}",
         f"{indent}content: {challenge.validation}",
     ]
 

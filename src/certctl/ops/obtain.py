@@ -25,7 +25,13 @@ from certctl.ops.session import ConfirmTos, account_session
 from certctl.pki.keys import generate_key, key_id_of, make_csr
 from certctl.policy import hints
 from certctl.policy.contact import check_email
-from certctl.policy.names import cert_name_for, default_cert_name, normalize_domains
+from certctl.policy.names import (
+    cert_name_for,
+    default_cert_name,
+    ip_address_of,
+    normalize_domains,
+    profile_for_ip,
+)
 from certctl.store import fault_point
 from certctl.store.contract import live_files
 
@@ -74,11 +80,19 @@ def challenge_json(challenge: Challenge) -> dict[str, Any]:
             "record_type": "TXT",
             "value": challenge.validation,
         }
+    if challenge.type == "tls-alpn-01":
+        return {
+            "domain": challenge.domain,
+            "type": "tls-alpn-01",
+            "status": challenge.status,
+            "alpn": "acme-tls/1",
+            "key_authorization": challenge.validation,
+        }
     return {
         "domain": challenge.domain,
         "type": "http-01",
         "status": challenge.status,
-        "url": f"http://{challenge.domain}{challenge.record_name}",
+        "url": f"http://{challenge.host}{challenge.record_name}",
         "content": challenge.validation,
     }
 
@@ -147,6 +161,8 @@ def _prepare(ctx: Context, request: OrderRequest, confirm_drop: ConfirmDrop | No
     validation = validation_for(request, domains)
     replacing.check_dropped(before, domains, request.drop_names, confirm_drop)
     server = ctx.settings.server_url
+    if not request.profile and any(ip_address_of(d) for d in domains):
+        request = _ip_profile(ctx, server, request, before)
     if request.profile:  # refuse an unknown profile before anything is created
         offered = ctx.acme(server).profiles()
         if request.profile not in offered:
@@ -156,6 +172,28 @@ def _prepare(ctx: Context, request: OrderRequest, confirm_drop: ConfirmDrop | No
             )
     ctx.store.ensure()
     return _Prepared(request, name, domains, validation, server)
+
+
+def _ip_profile(
+    ctx: Context, server: str, request: OrderRequest, before: CertRecord | None
+) -> OrderRequest:
+    """An IP-address order without --profile: the stored one, else the one the CA requires.
+
+    Let's Encrypt issues IP-address certificates (RFC 8738) only from `shortlived`:
+    when the CA's directory advertises it, it is chosen, and the user is told.
+    """
+    from dataclasses import replace
+
+    if before is not None and before.profile:
+        return replace(request, profile=before.profile)
+    chosen = profile_for_ip(ctx.acme(server).profiles())
+    if chosen is None:
+        return request
+    ctx.reporter.warn(
+        f"IP-address certificate: using the CA's {chosen!r} profile (it issues IP addresses"
+        " only from that one); give --profile to choose another"
+    )
+    return replace(request, profile=chosen)
 
 
 def _order_locked(ctx: Context, prepared: _Prepared, confirm_tos: ConfirmTos | None) -> OrderReport:
@@ -263,7 +301,13 @@ def _selfcheck_json(todo: list[Challenge], findings: list[Any], dns: bool) -> li
         if c.type == "dns-01" and not dns:
             continue
         seen = [f"{f.where}: saw {f.seen}" for f in findings if f.domain == c.domain]
-        where = c.record_name + "." if c.type == "dns-01" else f"http://{c.domain}{c.record_name}"
+        where = (
+            c.record_name + "."
+            if c.type == "dns-01"
+            else f"acme-tls/1 at {c.host}"
+            if c.type == "tls-alpn-01"
+            else f"http://{c.host}{c.record_name}"
+        )
         entry = {"domain": c.domain, "type": c.type, "where": where, "expected": c.validation}
         entries.append({**entry, "visible": not seen, "problems": seen})
     return entries
@@ -342,6 +386,7 @@ def _verify_locked(
         solver.present(todo)
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
+            findings += selfcheck.check_tls_alpn(todo, ctx.settings.check_tls_port, resolvers)
             dns_checked = not getattr(solver, "waits_for_propagation", False)
             if dns_checked:
                 findings += selfcheck.check_dns(todo, resolvers)
