@@ -14,13 +14,15 @@ from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
-ChallengeType = Literal["http", "dns", "tls-alpn"]
+ChallengeType = Literal["http", "dns", "tls-alpn", "dns-persist"]
 SOURCE_ACME = "acme"
 SOURCE_UPLOAD = "upload"
 SOURCES = (SOURCE_ACME, SOURCE_UPLOAD)
 
 # How a challenge is published; "automatic" ones can run unattended (renew-due).
-AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "fleet", "rfc2136", "hook", "lexicon"})
+AUTOMATIC_METHODS = frozenset(
+    {"standalone", "webroot", "fleet", "rfc2136", "hook", "lexicon", "persist"}
+)
 
 
 def _drop_none(value: Any) -> Any:
@@ -331,6 +333,8 @@ class Challenge:
         """Where it is published: the TXT name or the HTTP path."""
         if self.type == "dns-01":
             return "_acme-challenge." + self.domain.removeprefix("*.")
+        if self.type == "dns-persist-01":
+            return "_validation-persist." + self.domain.removeprefix("*.")
         if self.type == "tls-alpn-01":
             return "TLS port 443, ALPN acme-tls/1"
         return f"/.well-known/acme-challenge/{self.token}"
@@ -343,7 +347,7 @@ class Challenge:
     @property
     def location(self) -> str:
         """Where the value is published, as a person reads it: a TXT record or a URL."""
-        if self.type == "dns-01":
+        if self.type in ("dns-01", "dns-persist-01"):
             return f"TXT {self.record_name}."
         if self.type == "tls-alpn-01":
             return f"the acme-tls/1 certificate at {self.host}:443"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from acme import challenges
+from josepy import json_util
 from josepy.jwk import JWK
 
 TLS_ALPN_01 = "tls-alpn-01"
@@ -32,3 +33,29 @@ class TLSALPN01(challenges.KeyAuthorizationChallenge):
     def validation(self, account_key: JWK, **kwargs: Any) -> str:
         """The key authorization; the challenge certificate carries its SHA-256 digest."""
         return self.key_authorization(account_key)
+
+
+DNS_PERSIST_01 = "dns-persist-01"
+
+
+@challenges.ChallengeResponse.register
+class DNSPERSIST01Response(challenges.ChallengeResponse):
+    """draft-ietf-acme-dns-persist §4: the response is an empty JSON object."""
+
+    typ = DNS_PERSIST_01
+
+    def __bool__(self) -> bool:
+        """Non-empty: josepy sends a falsy object as an empty POST-as-GET, which answers nothing."""
+        return True
+
+
+@challenges.Challenge.register
+class DNSPERSIST01(challenges.Challenge):
+    """draft-ietf-acme-dns-persist §4: no token; the CA names the issuer domain names it accepts."""
+
+    typ = DNS_PERSIST_01
+    issuer_domain_names: list[str] = json_util.field("issuer-domain-names", omitempty=True)
+
+    def response(self, account_key: JWK) -> DNSPERSIST01Response:
+        """The (empty) answer: the record is already published."""
+        return DNSPERSIST01Response()

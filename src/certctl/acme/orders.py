@@ -22,15 +22,17 @@ from certctl.acme.connection import (
     jwk_for,
     status_name,
 )
-from certctl.acme.methods import TLSALPN01
+from certctl.acme.methods import DNSPERSIST01, TLSALPN01
 from certctl.acme.network import MAX_RESPONSE_BYTES, problem_text
 from certctl.errors import AcmeError, BadInput, NotYet
 from certctl.models import Challenge, OrderState
+from certctl.policy.persist import persist_value
 
 log = logging.getLogger(__name__)
 
 
-_CHALLENGE_CLASS: dict[str, type[challenges.KeyAuthorizationChallenge]] = {
+_CHALLENGE_CLASS: dict[str, type[challenges.Challenge]] = {
+    "dns-persist": DNSPERSIST01,
     "http": challenges.HTTP01,
     "dns": challenges.DNS01,
     "tls-alpn": TLSALPN01,
@@ -97,7 +99,10 @@ class OrderCalls(AcmeConnection):
         domain = _ordered_name(authz, domains)
         wanted = _CHALLENGE_CLASS[challenge_type]
         for challb in authz.challenges:
+            if isinstance(challb.chall, DNSPERSIST01) and wanted is DNSPERSIST01:
+                return self._persist_challenge(authz_url, authz, challb, domain, domains)
             if isinstance(challb.chall, wanted):
+                assert isinstance(challb.chall, challenges.KeyAuthorizationChallenge)
                 token = challb.chall.encode("token")
                 _check_token(token)
                 assert self._jwk is not None
@@ -110,9 +115,34 @@ class OrderCalls(AcmeConnection):
                     validation=challb.chall.validation(self._jwk),
                     status=status_name(authz.status),
                 )
-        offered = ", ".join(c.chall.typ for c in authz.challenges) or "none"
+        offered = ", ".join(_type_of(c.chall) for c in authz.challenges) or "none"
         raise AcmeError(
             f"the CA offers no {wanted.typ} challenge for {domain} (offered: {offered})"
+        )
+
+    def _persist_challenge(
+        self,
+        authz_url: str,
+        authz: messages.Authorization,
+        challb: messages.ChallengeBody,
+        domain: str,
+        domains: list[str],
+    ) -> Challenge:
+        """dns-persist-01: the record binding the name to the CA's issuer and this account."""
+        issuers = list(challb.chall.issuer_domain_names or [])
+        if not issuers:
+            raise AcmeError(f"the CA's dns-persist-01 challenge for {domain} names no issuer")
+        assert self.account_uri is not None
+        base = domain.removeprefix("*.")
+        wildcard = f"*.{base}" in domains  # one record covers the apex and its wildcard
+        return Challenge(
+            domain=domain,
+            authz_url=authz_url,
+            url=challb.uri,
+            type=challb.chall.typ,
+            token="",
+            validation=persist_value(str(issuers[0]).lower(), self.account_uri, wildcard),
+            status=status_name(authz.status),
         )
 
     def refresh_validations(self, todo: list[Challenge]) -> list[tuple[Challenge, str]]:
@@ -123,6 +153,8 @@ class OrderCalls(AcmeConnection):
         assert self._jwk is not None
         changed = []
         for challenge in todo:
+            if challenge.type == "dns-persist-01":
+                continue  # bound to the account URL, which a key rollover keeps
             current = challenge_validation(challenge.type, challenge.token, self._jwk)
             if current != challenge.validation:
                 changed.append((challenge, challenge.validation))
@@ -275,6 +307,13 @@ def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
             f" ({', '.join(domains)}); refusing it"
         )
     return domain.lower()
+
+
+def _type_of(chall: challenges.Challenge) -> str:
+    """A challenge's type, also for one the acme library does not know."""
+    if isinstance(chall, challenges.UnrecognizedChallenge):
+        return str(chall.jobj.get("type", "unknown"))
+    return str(chall.typ)
 
 
 def _identifier_type(name: str) -> messages.IdentifierType:

@@ -57,7 +57,13 @@ def make_solver(
 
         return tlsalpn
 
+    def persist() -> ModuleType:
+        from certctl.challenges.dns import persist
+
+        return persist
+
     factories: dict[tuple[str, str], Callable[[], Solver]] = {
+        ("dns-persist", "persist"): lambda: persist().PersistSolver(),
         ("tls-alpn", "standalone"): lambda: tlsalpn().TlsAlpnSolver(
             validation.tls_port or 443, store=store
         ),

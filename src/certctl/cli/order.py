@@ -35,9 +35,10 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         click.option("--name", help="Certificate name (default: the first domain)."),
         click.option(
             "--challenge",
-            type=click.Choice(["http", "dns", "tls-alpn"]),
-            help="Validation: HTTP-01, DNS-01 (required for wildcards) or TLS-ALPN-01 (certctl's"
-            " own TLS responder, for hosts without port 80). Default: the certificate's"
+            type=click.Choice(["http", "dns", "tls-alpn", "dns-persist"]),
+            help="Validation: HTTP-01, DNS-01 (required for wildcards), TLS-ALPN-01 (certctl's"
+            " own TLS responder, for hosts without port 80) or dns-persist-01 (one TXT record"
+            " published once; renewals need no DNS change). Default: the certificate's"
             " current method, else http.",
         ),
         click.option(

@@ -71,10 +71,10 @@ class OrderReport:
 
 def challenge_json(challenge: Challenge) -> dict[str, Any]:
     """What must be published for one challenge, as `order --json` and `show --json` give it."""
-    if challenge.type == "dns-01":
+    if challenge.type in ("dns-01", "dns-persist-01"):
         return {
             "domain": challenge.domain,
-            "type": "dns-01",
+            "type": challenge.type,
             "status": challenge.status,
             "record": challenge.record_name + ".",
             "record_type": "TXT",
@@ -303,7 +303,7 @@ def _selfcheck_json(todo: list[Challenge], findings: list[Any], dns: bool) -> li
         seen = [f"{f.where}: saw {f.seen}" for f in findings if f.domain == c.domain]
         where = (
             c.record_name + "."
-            if c.type == "dns-01"
+            if c.type in ("dns-01", "dns-persist-01")
             else f"acme-tls/1 at {c.host}"
             if c.type == "tls-alpn-01"
             else f"http://{c.host}{c.record_name}"
@@ -387,6 +387,10 @@ def _verify_locked(
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
             findings += selfcheck.check_tls_alpn(todo, ctx.settings.check_tls_port, resolvers)
+            if any(c.type == "dns-persist-01" for c in todo):
+                from certctl.challenges.dns.persist import check_persist
+
+                findings += check_persist(todo, resolvers)
             dns_checked = not getattr(solver, "waits_for_propagation", False)
             if dns_checked:
                 findings += selfcheck.check_dns(todo, resolvers)

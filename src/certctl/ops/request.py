@@ -59,12 +59,12 @@ def _check_identifiers(request: OrderRequest, domains: list[str]) -> None:
     from certctl.policy.names import ip_address_of
 
     wildcards = [d for d in domains if d.startswith("*.")]
-    if wildcards and request.challenge != "dns":
+    if wildcards and request.challenge not in ("dns", "dns-persist"):
         raise BadInput(
             f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
         )
     addresses = [d for d in domains if ip_address_of(d)]
-    if addresses and request.challenge == "dns":
+    if addresses and request.challenge in ("dns", "dns-persist"):
         raise BadInput(
             f"{addresses[0]} is an IP address: DNS-01 cannot prove control of an IP address"
             " (RFC 8738 §7); use --challenge http or --challenge tls-alpn"
@@ -73,8 +73,10 @@ def _check_identifiers(request: OrderRequest, domains: list[str]) -> None:
 
 def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
     assert request.method is not None
-    if request.challenge not in ("http", "dns", "tls-alpn"):
-        raise BadInput(f"unknown challenge {request.challenge!r}: use http, dns or tls-alpn")
+    if request.challenge not in ("http", "dns", "tls-alpn", "dns-persist"):
+        raise BadInput(
+            f"unknown challenge {request.challenge!r}: use http, dns, tls-alpn or dns-persist"
+        )
     if request.key_type not in KEY_TYPES:
         raise BadInput(
             f"unknown key type {request.key_type!r}: choose one of {', '.join(KEY_TYPES)}"
@@ -85,6 +87,12 @@ def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
             raise BadInput(
                 f"--{request.method} is not for TLS-ALPN-01: certctl answers it with its own"
                 " TLS responder (--tls-port); drop it or use --challenge http"
+            )
+    elif request.challenge == "dns-persist":
+        if request.method != "persist":
+            raise BadInput(
+                f"--{request.method} is not for dns-persist-01: the record is published once"
+                " by you ('certctl account persist-record' prints it); drop it"
             )
     elif request.challenge == "dns" and request.method in ("standalone", "webroot", "fleet"):
         raise BadInput(

@@ -30,6 +30,7 @@ _CHALLENGE_OF = {
     "rfc2136": "dns",
     "hook": "dns",
     "lexicon": "dns",
+    "persist": "dns-persist",
 }
 
 
@@ -71,7 +72,9 @@ def settle(
             # nothing stored, or another challenge: a new method (settings_for refuses
             # DNS settings given without a provider)
             # TLS-ALPN-01 has one method: certctl's own responder
-            chosen = "standalone" if challenge == "tls-alpn" else "manual"
+            chosen = {"tls-alpn": "standalone", "dns-persist": "persist"}.get(
+                challenge or "", "manual"
+            )
             return MethodChoice(
                 challenge or "http", chosen, webroot, http_port, dns_settings, tls_port
             )
