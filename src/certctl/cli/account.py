@@ -173,6 +173,32 @@ def persist_record_command(
         click.echo(record.zone_line)
 
 
+@account_group.command("caa")
+@click.option("-d", "--domain", required=True, help="The domain the CAA records are for.")
+@json_option
+@click.pass_context
+def caa_command(ctx: click.Context, domain: str, json_output: bool) -> None:
+    """Print CAA records limiting DOMAIN to this CA, this account and its methods.
+
+    RFC 8657: `accounturi` names this account, `validationmethods` the methods
+    of the stored certificates for DOMAIN; paste the lines into the zone file.
+
+    \b
+    Examples:
+      certctl account caa -d example.com
+    """
+    from certctl.cli import render
+    from certctl.cli.runtime import build_context
+    from certctl.ops import records
+
+    found = records.caa_records(build_context(ctx, json_output=json_output), domain)
+    if json_output:
+        render.print_json(found.to_json())
+    else:
+        for line in found.lines:
+            click.echo(line)
+
+
 @account_group.command("deactivate")
 @click.option(
     "-y", "--yes", is_flag=True, help="Do not ask (required when stdin is not a terminal)."

@@ -20,7 +20,7 @@ from certctl.models import (
     OrderState,
     Validation,
 )
-from certctl.ops.request import OrderRequest, validation_for, with_method
+from certctl.ops.request import OrderRequest, ip_profile, validation_for, with_method
 from certctl.ops.session import ConfirmTos, account_session
 from certctl.pki.keys import generate_key, key_id_of, make_csr
 from certctl.policy import hints
@@ -30,7 +30,6 @@ from certctl.policy.names import (
     default_cert_name,
     ip_address_of,
     normalize_domains,
-    profile_for_ip,
 )
 from certctl.store import fault_point
 from certctl.store.contract import live_files
@@ -162,7 +161,7 @@ def _prepare(ctx: Context, request: OrderRequest, confirm_drop: ConfirmDrop | No
     replacing.check_dropped(before, domains, request.drop_names, confirm_drop)
     server = ctx.settings.server_url
     if not request.profile and any(ip_address_of(d) for d in domains):
-        request = _ip_profile(ctx, server, request, before)
+        request = ip_profile(ctx, server, request, before)
     if request.profile:  # refuse an unknown profile before anything is created
         offered = ctx.acme(server).profiles()
         if request.profile not in offered:
@@ -172,28 +171,6 @@ def _prepare(ctx: Context, request: OrderRequest, confirm_drop: ConfirmDrop | No
             )
     ctx.store.ensure()
     return _Prepared(request, name, domains, validation, server)
-
-
-def _ip_profile(
-    ctx: Context, server: str, request: OrderRequest, before: CertRecord | None
-) -> OrderRequest:
-    """An IP-address order without --profile: the stored one, else the one the CA requires.
-
-    Let's Encrypt issues IP-address certificates (RFC 8738) only from `shortlived`:
-    when the CA's directory advertises it, it is chosen, and the user is told.
-    """
-    from dataclasses import replace
-
-    if before is not None and before.profile:
-        return replace(request, profile=before.profile)
-    chosen = profile_for_ip(ctx.acme(server).profiles())
-    if chosen is None:
-        return request
-    ctx.reporter.warn(
-        f"IP-address certificate: using the CA's {chosen!r} profile (it issues IP addresses"
-        " only from that one); give --profile to choose another"
-    )
-    return replace(request, profile=chosen)
 
 
 def _order_locked(ctx: Context, prepared: _Prepared, confirm_tos: ConfirmTos | None) -> OrderReport:
@@ -387,6 +364,7 @@ def _verify_locked(
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
             findings += selfcheck.check_tls_alpn(todo, ctx.settings.check_tls_port, resolvers)
+            findings += _caa_findings(session, todo, resolvers)
             if any(c.type == "dns-persist-01" for c in todo):
                 from certctl.challenges.dns.persist import check_persist
 
@@ -420,6 +398,18 @@ def _verify_locked(
             f"the CA could not validate {order.error}; fix it, then {_again(ctx, record)}"
         )
     return _mark_ready(ctx, record, report)
+
+
+def _caa_findings(
+    session: AcmeSession, todo: list[Challenge], resolvers: list[tuple[str, int]]
+) -> list[Any]:
+    """CAA records (RFC 8659, RFC 8657) that would make the CA refuse, when it names itself."""
+    from certctl.challenges.caa import check_caa
+
+    issuers = session.caa_identities()
+    if not issuers or session.account_uri is None:
+        return []  # a CA that names no issuer domain: its CAA check can't be predicted
+    return check_caa(todo, issuers, session.account_uri, resolvers)
 
 
 def _check_solver(ctx: Context, record: CertRecord) -> None:

@@ -75,3 +75,43 @@ def persist_record(ctx: Context, given: str, wildcard: bool = False) -> PersistR
     issuer = issuers(ctx, server)[0]
     value = persist_value(issuer, account, wildcard or star)
     return PersistRecord(domain, f"{PREFIX}{domain}.", value, issuer, account)
+
+
+@dataclass(frozen=True)
+class CaaRecords:
+    """CAA records restricting a domain to this CA, account and methods (RFC 8657)."""
+
+    domain: str
+    lines: list[str]
+    methods: list[str]
+    account_uri: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of `account caa --json`."""
+        return {
+            "domain": self.domain,
+            "records": self.lines,
+            "validationmethods": self.methods,
+            "account": self.account_uri,
+        }
+
+
+def caa_records(ctx: Context, given: str) -> CaaRecords:
+    """The CAA lines for `given`: this CA, this account, the methods its certificates use."""
+    from certctl.policy.caa import METHOD_OF, record_lines
+
+    domain, star = _domain(given)
+    server = ctx.settings.server_url
+    account = _account_uri(ctx, server)
+    issuer = issuers(ctx, server)[0]
+    methods: dict[str, None] = {}
+    wildcard = star
+    for _, record in ctx.store.records() if ctx.store.exists() else []:
+        if isinstance(record, Exception) or record.source != "acme":
+            continue
+        covered = [d for d in record.domains if d.removeprefix("*.") == domain]
+        if covered:
+            methods.setdefault(METHOD_OF[record.validation.challenge], None)
+            wildcard = wildcard or any(d.startswith("*.") for d in covered)
+    lines = record_lines(domain, issuer, account, sorted(methods), wildcard)
+    return CaaRecords(domain, lines, sorted(methods), account)

@@ -4,13 +4,16 @@ and checked before anything is created."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certctl.errors import BadInput
 from certctl.models import CertRecord, Validation
 from certctl.pki.keys import KEY_TYPES
 
-__all__ = ["OrderRequest", "validation_for", "with_method"]
+if TYPE_CHECKING:
+    from certctl.context import Context
+
+__all__ = ["OrderRequest", "ip_profile", "validation_for", "with_method"]
 
 
 @dataclass
@@ -123,3 +126,27 @@ def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         tls_port=request.tls_port if tls else None,
         settings=settings,
     )
+
+
+def ip_profile(
+    ctx: Context, server: str, request: OrderRequest, before: CertRecord | None
+) -> OrderRequest:
+    """An IP-address order without --profile: the stored one, else the one the CA requires.
+
+    Let's Encrypt issues IP-address certificates (RFC 8738) only from `shortlived`:
+    when the CA's directory advertises it, it is chosen, and the user is told.
+    """
+    from dataclasses import replace
+
+    if before is not None and before.profile:
+        return replace(request, profile=before.profile)
+    from certctl.policy.names import profile_for_ip
+
+    chosen = profile_for_ip(ctx.acme(server).profiles())
+    if chosen is None:
+        return request
+    ctx.reporter.warn(
+        f"IP-address certificate: using the CA's {chosen!r} profile (it issues IP addresses"
+        " only from that one); give --profile to choose another"
+    )
+    return replace(request, profile=chosen)
