@@ -21,6 +21,8 @@ def caa_set(domain: str, resolvers: Sequence[tuple[str, int]]) -> tuple[str, lis
     for at in range(len(labels) - 1):
         name = ".".join(labels[at:])
         lookup = _lookup(name, resolvers)
+        if lookup.failed:
+            return "", []  # left to the CA's own check (RFC 8659 §3: it may refuse then)
         records = [r for r in (parse(v) for v in lookup.values) if r is not None]
         if records:
             return name, records

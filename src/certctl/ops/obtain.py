@@ -364,11 +364,12 @@ def _verify_locked(
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
             findings += selfcheck.check_tls_alpn(todo, ctx.settings.check_tls_port, resolvers)
-            findings += _caa_findings(session, todo, resolvers)
             if any(c.type == "dns-persist-01" for c in todo):
                 from certctl.challenges.dns.persist import check_persist
 
                 findings += check_persist(todo, resolvers)
+            if not findings:  # the last word before the CA is asked: CAA would refuse?
+                findings += _caa_findings(session, todo, resolvers)
             dns_checked = not getattr(solver, "waits_for_propagation", False)
             if dns_checked:
                 findings += selfcheck.check_dns(todo, resolvers)
