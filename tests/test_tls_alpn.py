@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import socket
 import ssl
 from contextlib import closing
@@ -11,7 +12,8 @@ import pytest
 from cryptography import x509
 
 from certctl.challenges import selfcheck, tlsalpn
-from certctl.models import Challenge
+from certctl.models import CertRecord, Challenge, Validation
+from certctl.policy import hints
 
 from conftest import Certctl, make_due, unique
 from pebble import PebbleServer, free_port
@@ -149,3 +151,24 @@ def test_tls_alpn_refuses_wildcards_and_foreign_options(certctl: Certctl) -> Non
     assert webroot.returncode == 2 and "is not for TLS-ALPN-01" in webroot.stderr
     port = certctl.run("order", "-d", "example.com", "--tls-port", "8443")
     assert port.returncode == 2 and "--tls-port needs --challenge tls-alpn" in port.stderr
+
+
+@pytest.mark.parametrize(
+    ("validation", "expected"),
+    [
+        (
+            Validation("tls-alpn", "standalone", tls_port=8443),
+            ["--challenge", "tls-alpn", "--tls-port", "8443"],
+        ),
+        (Validation("tls-alpn", "standalone"), ["--challenge", "tls-alpn"]),
+        (Validation("dns-persist", "persist"), ["--challenge", "dns-persist"]),
+    ],
+)
+def test_order_again_hint_keeps_the_method(validation: Validation, expected: list[str]) -> None:
+    """The pasted command orders with the same method (not --standalone HTTP-01)."""
+    record = CertRecord(name="a.example.com", domains=["a.example.com"], validation=validation)
+    args = shlex.split(hints.order_again(record))
+    assert args[args.index("a.example.com") + 1 :][: len(expected)] == expected or all(
+        a in args for a in expected
+    )
+    assert "--standalone" not in args and "--http-port" not in args

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from certctl.challenges.selfcheck import DNS_TIMEOUT, Finding, Lookup, ask
 from certctl.models import Challenge
+from certctl.policy import hints
 from certctl.policy.caa import CaaRecord, parse, refusal
 from certctl.policy.names import ip_address_of
 
@@ -71,8 +72,8 @@ def check_caa(
                     challenge.domain,
                     f"CAA {name}.",
                     f"a record allowing {', '.join(issuers)} for {account_uri} by {challenge.type}",
-                    f"{listed} (the CA would refuse: see 'certctl account caa -d"
-                    f" {challenge.domain.removeprefix('*.')}')",
+                    f"{listed} (the CA would refuse: see"
+                    f" {hints.caa_records(challenge.domain.removeprefix('*.'))})",
                 )
             )
     return findings

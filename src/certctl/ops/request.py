@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from certctl.errors import BadInput
 from certctl.models import CertRecord, Validation
 from certctl.pki.keys import KEY_TYPES
+from certctl.policy import hints
 
 if TYPE_CHECKING:
     from certctl.context import Context
@@ -95,7 +96,8 @@ def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
         if request.method != "persist":
             raise BadInput(
                 f"--{request.method} is not for dns-persist-01: the record is published once"
-                " by you ('certctl account persist-record' prints it); drop it"
+                f" by you ({hints.persist_record(domains[0].removeprefix('*.'))} prints it);"
+                " drop it"
             )
     elif request.challenge == "dns" and request.method in ("standalone", "webroot", "fleet"):
         raise BadInput(
