@@ -225,6 +225,7 @@ class Certctl:
                 CERTCTL_CA_BUNDLE=str(self.pebble.ca_bundle),
                 CERTCTL_RESOLVER=self.pebble.dns_address,
                 CERTCTL_CHECK_HTTP_PORT=str(self.pebble.http_port),
+                CERTCTL_CHECK_TLS_PORT=str(self.pebble.tls_port),
             )
         return env
 

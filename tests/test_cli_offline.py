@@ -160,7 +160,21 @@ BAD_USAGE = [
         id="http-port-without-standalone",
     ),
     pytest.param(["order", "-d", "exa mple.com"], ["exa mple.com"], id="invalid-domain"),
-    pytest.param(["order", "-d", "192.0.2.1"], ["192.0.2.1"], id="ip-domain"),
+    pytest.param(
+        ["order", "-d", "192.0.2.1", "--challenge", "dns"],
+        ["192.0.2.1", "DNS-01 cannot prove control of an IP address"],
+        id="ip-domain-dns01",
+    ),
+    pytest.param(
+        ["order", "-d", "*.192.0.2.1", "--challenge", "dns"],
+        ["cannot be a wildcard"],
+        id="ip-wildcard",
+    ),
+    pytest.param(
+        ["order", "-d", "example.com", "--challenge", "tls-alpn", "--webroot", "/"],
+        ["is not for TLS-ALPN-01"],
+        id="tls-alpn-webroot",
+    ),
     pytest.param(
         ["order", "-d", "ok.example.com", "-d", "*.*.x.com", "--challenge", "dns"],
         ["*.*.x.com"],

@@ -48,6 +48,7 @@ BAD: list[tuple[str, str]] = [
     ("[checks]\nhttp_port = 0", "checks.http_port must be an integer at least 1 and at most"
                                 " 65535 (got 0)"),
     ("[checks]\nhttp_port = 80.5", "checks.http_port must be an integer"),
+    ("[checks]\ntls_port = 70000", "checks.tls_port must be an integer at least 1 and at most"),
     ('[checks]\nresolvers = "192.0.2.1"', "checks.resolvers must be a non-empty list of them"
                                           ' such as ["192.0.2.53"]'),
     ('[checks]\nresolvers = ["bogus"]', "checks.resolvers must be IP[:PORT]"),

@@ -131,10 +131,6 @@ REFUSED_DOMAINS = [
     pytest.param("*.com", id="wildcard-tld"),
     pytest.param("x", id="single-label"),
     pytest.param("localhost", id="localhost"),
-    pytest.param("192.0.2.1", id="ipv4"),
-    pytest.param("2001:db8::1", id="ipv6"),
-    pytest.param("::1", id="ipv6-loopback"),
-    pytest.param("[::1]", id="ipv6-bracketed"),
     pytest.param("*.192.0.2.1", id="wildcard-ip"),
     pytest.param("a.b.c.123", id="numeric-tld"),
     pytest.param("-a.com", id="leading-dash"),
@@ -175,9 +171,13 @@ def test_empty_domain_refused(domain: str) -> None:
         normalize_domain(domain)
 
 
-def test_ip_address_refused_with_a_reason() -> None:
-    with pytest.raises(BadInput, match="IP address"):
-        normalize_domain("192.0.2.1")
+@pytest.mark.parametrize(
+    ("given", "identifier"),
+    [("192.0.2.1", "192.0.2.1"), ("2001:db8::1", "2001:db8::1"), ("::1", "::1"), ("[::1]", "::1")],
+)
+def test_ip_address_is_an_identifier_of_its_own(given: str, identifier: str) -> None:
+    """RFC 8738: IP addresses are ordered as "ip" identifiers (issue #16; refused before)."""
+    assert normalize_domain(given) == identifier
 
 
 def test_bad_punycode_names_the_label() -> None:

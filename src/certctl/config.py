@@ -228,6 +228,7 @@ SCHEMA = Table(
         "checks": Table(
             {
                 "http_port": PORT,
+                "tls_port": PORT,
                 "resolvers": ListOf(
                     Text("an IP[:PORT]", check_text=_resolver_text),
                     example=' such as ["192.0.2.53"]',
@@ -284,6 +285,7 @@ class Settings:
     email: str | None = None
     resolvers: list[str] = field(default_factory=list)
     check_http_port: int = 80
+    check_tls_port: int = 443
     timeout: float = 30.0
     notice_days: float = 14.0
     store_url: str | None = None
@@ -342,4 +344,5 @@ def load_settings(
     checks = data.get("checks", {})
     settings.resolvers = list(checks.get("resolvers", settings.resolvers))
     settings.check_http_port = int(checks.get("http_port", settings.check_http_port))
+    settings.check_tls_port = int(checks.get("tls_port", settings.check_tls_port))
     return settings

@@ -14,13 +14,15 @@ from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
-ChallengeType = Literal["http", "dns"]
+ChallengeType = Literal["http", "dns", "tls-alpn", "dns-persist"]
 SOURCE_ACME = "acme"
 SOURCE_UPLOAD = "upload"
 SOURCES = (SOURCE_ACME, SOURCE_UPLOAD)
 
 # How a challenge is published; "automatic" ones can run unattended (renew-due).
-AUTOMATIC_METHODS = frozenset({"standalone", "webroot", "fleet", "rfc2136", "hook", "lexicon"})
+AUTOMATIC_METHODS = frozenset(
+    {"standalone", "webroot", "fleet", "rfc2136", "hook", "lexicon", "persist"}
+)
 
 
 def _drop_none(value: Any) -> Any:
@@ -290,6 +292,7 @@ class Validation:
     method: str = "manual"  # standalone | webroot | fleet | manual | rfc2136 | hook | lexicon
     webroot: str | None = None
     http_port: int | None = None
+    tls_port: int | None = None  # tls-alpn standalone: where certctl's TLS responder listens
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -307,9 +310,10 @@ class Validation:
     def from_dict(cls, data: dict[str, Any]) -> Validation:
         """Build from stored TOML data, checked."""
         values = _checked(cls, data)
-        port = values.get("http_port")
-        if port is not None and not 0 < port < 65536:
-            raise RecordError("expected a port number (1-65535)", "http_port")
+        for key in ("http_port", "tls_port"):
+            port = values.get(key)
+            if port is not None and not 0 < port < 65536:
+                raise RecordError("expected a port number (1-65535)", key)
         return cls(**values)
 
 
@@ -320,9 +324,9 @@ class Challenge:
     domain: str
     authz_url: str
     url: str
-    type: str  # "http-01" | "dns-01"
+    type: str  # "http-01" | "dns-01" | "tls-alpn-01"
     token: str
-    validation: str  # key authorization (http-01) or TXT value (dns-01)
+    validation: str  # key authorization (http-01, tls-alpn-01) or TXT value (dns-01)
     status: str = "pending"
 
     @property
@@ -330,6 +334,10 @@ class Challenge:
         """Where it is published: the TXT name or the HTTP path."""
         if self.type == "dns-01":
             return "_acme-challenge." + self.domain.removeprefix("*.")
+        if self.type == "dns-persist-01":
+            return "_validation-persist." + self.domain.removeprefix("*.")
+        if self.type == "tls-alpn-01":
+            return "TLS port 443, ALPN acme-tls/1"
         return f"/.well-known/acme-challenge/{self.token}"
 
     @classmethod
@@ -340,9 +348,16 @@ class Challenge:
     @property
     def location(self) -> str:
         """Where the value is published, as a person reads it: a TXT record or a URL."""
-        if self.type == "dns-01":
+        if self.type in ("dns-01", "dns-persist-01"):
             return f"TXT {self.record_name}."
-        return f"http://{self.domain}{self.record_name}"
+        if self.type == "tls-alpn-01":
+            return f"the acme-tls/1 certificate at {self.host}:443"
+        return f"http://{self.host}{self.record_name}"
+
+    @property
+    def host(self) -> str:
+        """The identifier as it goes into a URL: an IPv6 address in brackets (RFC 3986)."""
+        return f"[{self.domain}]" if ":" in self.domain else self.domain
 
 
 @dataclass

@@ -118,6 +118,12 @@ class AcmeConnection:
         found = getattr(meta, "profiles", None) if meta is not None else None
         return dict(found or {})
 
+    def caa_identities(self) -> list[str]:
+        """The CA's issuer domain names (RFC 8555 §7.1.1 caaIdentities), lower case."""
+        meta = getattr(self.directory, "meta", None)
+        found = getattr(meta, "caa_identities", None) if meta is not None else None
+        return [str(name).lower().rstrip(".") for name in found or ()]
+
     def external_account_required(self) -> bool:
         """True when the CA requires External Account Binding."""
         meta = getattr(self.directory, "meta", None)

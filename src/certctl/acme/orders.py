@@ -22,11 +22,21 @@ from certctl.acme.connection import (
     jwk_for,
     status_name,
 )
+from certctl.acme.methods import DNSPERSIST01, TLSALPN01
 from certctl.acme.network import MAX_RESPONSE_BYTES, problem_text
 from certctl.errors import AcmeError, BadInput, NotYet
 from certctl.models import Challenge, OrderState
+from certctl.policy.persist import persist_value
 
 log = logging.getLogger(__name__)
+
+
+_CHALLENGE_CLASS: dict[str, type[challenges.Challenge]] = {
+    "dns-persist": DNSPERSIST01,
+    "http": challenges.HTTP01,
+    "dns": challenges.DNS01,
+    "tls-alpn": TLSALPN01,
+}
 
 
 class _NewOrder(messages.NewOrder):
@@ -47,7 +57,7 @@ class OrderCalls(AcmeConnection):
         replaces: str | None = None,
     ) -> OrderState:
         """Place an order (RFC 8555 §7.4) and pick each authorization's challenge."""
-        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=d) for d in domains]
+        identifiers = [messages.Identifier(typ=_identifier_type(d), value=d) for d in domains]
         if profile and profile not in self.profiles():
             offered = ", ".join(sorted(self.profiles())) or "none"
             raise BadInput(f"the CA does not offer profile {profile!r} (it offers: {offered})")
@@ -87,9 +97,12 @@ class OrderCalls(AcmeConnection):
     def _pick_challenge(self, authz_url: str, challenge_type: str, domains: list[str]) -> Challenge:
         authz = self._authorization(authz_url)
         domain = _ordered_name(authz, domains)
-        wanted = challenges.HTTP01 if challenge_type == "http" else challenges.DNS01
+        wanted = _CHALLENGE_CLASS[challenge_type]
         for challb in authz.challenges:
+            if isinstance(challb.chall, DNSPERSIST01) and wanted is DNSPERSIST01:
+                return self._persist_challenge(authz_url, authz, challb, domain, domains)
             if isinstance(challb.chall, wanted):
+                assert isinstance(challb.chall, challenges.KeyAuthorizationChallenge)
                 token = challb.chall.encode("token")
                 _check_token(token)
                 assert self._jwk is not None
@@ -102,9 +115,34 @@ class OrderCalls(AcmeConnection):
                     validation=challb.chall.validation(self._jwk),
                     status=status_name(authz.status),
                 )
-        offered = ", ".join(c.chall.typ for c in authz.challenges) or "none"
+        offered = ", ".join(_type_of(c.chall) for c in authz.challenges) or "none"
         raise AcmeError(
             f"the CA offers no {wanted.typ} challenge for {domain} (offered: {offered})"
+        )
+
+    def _persist_challenge(
+        self,
+        authz_url: str,
+        authz: messages.Authorization,
+        challb: messages.ChallengeBody,
+        domain: str,
+        domains: list[str],
+    ) -> Challenge:
+        """dns-persist-01: the record binding the name to the CA's issuer and this account."""
+        issuers = list(challb.chall.issuer_domain_names or [])
+        if not issuers:
+            raise AcmeError(f"the CA's dns-persist-01 challenge for {domain} names no issuer")
+        assert self.account_uri is not None
+        base = domain.removeprefix("*.")
+        wildcard = f"*.{base}" in domains  # one record covers the apex and its wildcard
+        return Challenge(
+            domain=domain,
+            authz_url=authz_url,
+            url=challb.uri,
+            type=challb.chall.typ,
+            token="",
+            validation=persist_value(str(issuers[0]).lower(), self.account_uri, wildcard),
+            status=status_name(authz.status),
         )
 
     def refresh_validations(self, todo: list[Challenge]) -> list[tuple[Challenge, str]]:
@@ -115,6 +153,8 @@ class OrderCalls(AcmeConnection):
         assert self._jwk is not None
         changed = []
         for challenge in todo:
+            if challenge.type == "dns-persist-01":
+                continue  # bound to the account URL, which a key rollover keeps
             current = challenge_validation(challenge.type, challenge.token, self._jwk)
             if current != challenge.validation:
                 changed.append((challenge, challenge.validation))
@@ -230,10 +270,13 @@ def challenge_validation(challenge_type: str, token: str, account_key: bytes | J
     """What to publish for a challenge, from its token and the account key (PEM or JWK).
 
     RFC 8555 §8.1: key authorization = token "." base64url(JWK thumbprint of the account
-    key); http-01 (§8.3) serves it as is, dns-01 (§8.4) publishes base64url(SHA-256(it)).
+    key); http-01 (§8.3) serves it as is, dns-01 (§8.4) publishes base64url(SHA-256(it)),
+    tls-alpn-01 (RFC 8737 §3) keeps it (its certificate carries SHA-256(it)).
     """
     jwk = jwk_for(account_key)[0] if isinstance(account_key, bytes) else account_key
-    kind = challenges.DNS01 if challenge_type == "dns-01" else challenges.HTTP01
+    kind = {"dns-01": challenges.DNS01, "tls-alpn-01": TLSALPN01}.get(
+        challenge_type, challenges.HTTP01
+    )
     chall = kind(token=json_util.decode_b64jose(token))
     value: str = chall.validation(jwk)
     return value
@@ -256,7 +299,7 @@ def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
     identifier = authz.identifier
     value = identifier.value if isinstance(identifier.value, str) else repr(identifier.value)
     domain = ("*." if authz.wildcard else "") + value
-    if identifier.typ != messages.IDENTIFIER_FQDN or domain.lower() not in domains:
+    if identifier.typ != _identifier_type(domain) or domain.lower() not in domains:
         from certctl.pki.certinfo import clean
 
         raise AcmeError(
@@ -264,6 +307,20 @@ def _ordered_name(authz: messages.Authorization, domains: list[str]) -> str:
             f" ({', '.join(domains)}); refusing it"
         )
     return domain.lower()
+
+
+def _type_of(chall: challenges.Challenge) -> str:
+    """A challenge's type, also for one the acme library does not know."""
+    if isinstance(chall, challenges.UnrecognizedChallenge):
+        return str(chall.jobj.get("type", "unknown"))
+    return str(chall.typ)
+
+
+def _identifier_type(name: str) -> messages.IdentifierType:
+    """RFC 8738 §3: an IP address is an "ip" identifier; any other name is "dns"."""
+    from certctl.policy.names import ip_address_of
+
+    return messages.IDENTIFIER_IP if ip_address_of(name) is not None else messages.IDENTIFIER_FQDN
 
 
 def _authorization_of(data: Any) -> messages.Authorization:

@@ -52,7 +52,21 @@ def make_solver(
 
         return providers
 
+    def tlsalpn() -> ModuleType:  # imported only when used: it loads ssl and cryptography
+        from certctl.challenges import tlsalpn
+
+        return tlsalpn
+
+    def persist() -> ModuleType:
+        from certctl.challenges.dns import persist
+
+        return persist
+
     factories: dict[tuple[str, str], Callable[[], Solver]] = {
+        ("dns-persist", "persist"): lambda: persist().PersistSolver(),
+        ("tls-alpn", "standalone"): lambda: tlsalpn().TlsAlpnSolver(
+            validation.tls_port or 443, store=store
+        ),
         ("http", "standalone"): lambda: http().StandaloneSolver(
             validation.http_port or 80, store=store
         ),

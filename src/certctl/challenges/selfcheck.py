@@ -157,8 +157,8 @@ def check_http(
         if challenge.type != "http-01" or challenge.status == "valid":
             continue
         path = challenge.record_name
-        where = f"http://{challenge.domain}{'' if port == 80 else f':{port}'}{path}"
-        addresses, problem, failed = _addresses(challenge.domain, resolvers)
+        where = f"http://{challenge.host}{'' if port == 80 else f':{port}'}{path}"
+        addresses, problem, failed = _host_addresses(challenge.domain, resolvers)
         if not addresses:
             findings.append(
                 Finding(
@@ -167,13 +167,56 @@ def check_http(
             )
             continue
         for address in addresses:
-            seen = _fetch(address, port, challenge.domain, path)
+            seen = _fetch(address, port, challenge.host, path)
             if seen != challenge.validation:
                 shown = seen if seen.startswith(("HTTP ", "no ", "connection")) else repr(seen)
                 findings.append(
                     Finding(challenge.domain, f"{where} at {address}", challenge.validation, shown)
                 )
     return findings
+
+
+def check_tls_alpn(
+    challenges: Sequence[Challenge], port: int, resolvers: Sequence[tuple[str, int]]
+) -> list[Finding]:
+    """Handshake with ALPN acme-tls/1 at every address of each name, as the CA will (RFC 8737)."""
+    from certctl.challenges.tlsalpn import read_challenge
+
+    findings = []
+    for challenge in challenges:
+        if challenge.type != "tls-alpn-01" or challenge.status == "valid":
+            continue
+        where = f"acme-tls/1 at {challenge.host}:{port}"
+        addresses, problem, failed = _host_addresses(challenge.domain, resolvers)
+        if not addresses:
+            findings.append(
+                Finding(
+                    challenge.domain,
+                    where,
+                    "the challenge certificate",
+                    f"no address: {problem}",
+                    failed,
+                )
+            )
+        for address in addresses:
+            seen = read_challenge(address, port, challenge.domain, challenge.validation)
+            if seen is not None:
+                findings.append(
+                    Finding(
+                        challenge.domain, f"{where} at {address}", "the challenge certificate", seen
+                    )
+                )
+    return findings
+
+
+def _host_addresses(
+    domain: str, resolvers: Sequence[tuple[str, int]]
+) -> tuple[list[str], str | None, bool]:
+    """An IP identifier is its own address (RFC 8738); a name is looked up."""
+    from certctl.policy.names import ip_address_of
+
+    address = ip_address_of(domain)
+    return ([address], None, False) if address else _addresses(domain, resolvers)
 
 
 def _fetch(address: str, port: int, host: str, path: str) -> str:

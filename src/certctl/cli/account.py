@@ -141,6 +141,64 @@ def show_command(ctx: click.Context, offline: bool, json_output: bool) -> None:
         render.account_report(report, "show")
 
 
+@account_group.command("persist-record")
+@click.option(
+    "-d", "--domain", required=True, help="The domain to bind (its wildcard: --wildcard)."
+)
+@click.option(
+    "--wildcard", is_flag=True, help="Let the record cover *.DOMAIN too (policy=wildcard)."
+)
+@json_option
+@click.pass_context
+def persist_record_command(
+    ctx: click.Context, domain: str, wildcard: bool, json_output: bool
+) -> None:
+    """Print the dns-persist-01 TXT record binding DOMAIN to this CA and account.
+
+    Publish it once; then 'order --challenge dns-persist' and every renewal
+    validate with it, with no DNS change. No order is placed.
+
+    \b
+    Examples:
+      certctl account persist-record -d example.com --wildcard
+    """
+    from certctl.cli import render
+    from certctl.cli.runtime import build_context
+    from certctl.ops import records
+
+    record = records.persist_record(build_context(ctx, json_output=json_output), domain, wildcard)
+    if json_output:
+        render.print_json(record.to_json())
+    else:
+        click.echo(record.zone_line)
+
+
+@account_group.command("caa")
+@click.option("-d", "--domain", required=True, help="The domain the CAA records are for.")
+@json_option
+@click.pass_context
+def caa_command(ctx: click.Context, domain: str, json_output: bool) -> None:
+    """Print CAA records limiting DOMAIN to this CA, this account and its methods.
+
+    RFC 8657: `accounturi` names this account, `validationmethods` the methods
+    of the stored certificates for DOMAIN; paste the lines into the zone file.
+
+    \b
+    Examples:
+      certctl account caa -d example.com
+    """
+    from certctl.cli import render
+    from certctl.cli.runtime import build_context
+    from certctl.ops import records
+
+    found = records.caa_records(build_context(ctx, json_output=json_output), domain)
+    if json_output:
+        render.print_json(found.to_json())
+    else:
+        for line in found.lines:
+            click.echo(line)
+
+
 @account_group.command("deactivate")
 @click.option(
     "-y", "--yes", is_flag=True, help="Do not ask (required when stdin is not a terminal)."

@@ -98,6 +98,15 @@ GLOBAL_OPTIONS = (
         },
     ),
     GlobalSpec(
+        "check_tls_port",
+        "--check-tls-port",
+        "CERTCTL_CHECK_TLS_PORT",
+        {
+            "type": click.IntRange(1, 65535),
+            "help": "Port the TLS-ALPN-01 self-check connects to (default 443, as the CA does).",
+        },
+    ),
+    GlobalSpec(
         "debug",
         "--debug",
         "CERTCTL_DEBUG",

@@ -35,9 +35,11 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
         click.option("--name", help="Certificate name (default: the first domain)."),
         click.option(
             "--challenge",
-            type=click.Choice(["http", "dns"]),
-            help="Validation: HTTP-01 or DNS-01 (DNS is required for wildcards). Default: the"
-            " certificate's current method, else http.",
+            type=click.Choice(["http", "dns", "tls-alpn", "dns-persist"]),
+            help="Validation: HTTP-01, DNS-01 (required for wildcards), TLS-ALPN-01 (certctl's"
+            " own TLS responder, for hosts without port 80) or dns-persist-01 (one TXT record"
+            " published once; renewals need no DNS change). Default: the certificate's"
+            " current method, else http.",
         ),
         click.option(
             "--webroot",
@@ -62,6 +64,12 @@ def _order_options(fn: click.decorators.FC) -> click.decorators.FC:
             "--http-port",
             type=click.IntRange(1, 65535),
             help="Port for --standalone (default 80).",
+        ),
+        click.option(
+            "--tls-port",
+            type=click.IntRange(1, 65535),
+            help="TLS-ALPN-01: port certctl's TLS responder listens on (default 443; the CA"
+            " connects to 443, so forward it when another port is used).",
         ),
         click.option(
             "--key-type",
@@ -150,6 +158,7 @@ class OrderOptions:
     http_fleet: bool
     manual: bool
     http_port: int | None
+    tls_port: int | None
     key_type: str
     profile: str | None
     email: str | None
@@ -192,8 +201,10 @@ def _request(options: OrderOptions) -> OrderRequest:
     ]
     if len(chosen) > 1:
         raise BadInput(f"{chosen[0]} and {chosen[1]} exclude each other: choose one")
-    if options.http_port and not options.standalone:
-        raise BadInput("--http-port is for --standalone")
+    if options.http_port and (not options.standalone or options.challenge == "tls-alpn"):
+        raise BadInput("--http-port is for HTTP-01 --standalone (TLS-ALPN-01: --tls-port)")
+    if options.tls_port and options.challenge != "tls-alpn":
+        raise BadInput("--tls-port needs --challenge tls-alpn")
     # None: no method named, so an existing certificate keeps its own (ops/request.with_method)
     method = (
         "webroot"
@@ -230,6 +241,7 @@ def _request(options: OrderOptions) -> OrderRequest:
         method=method,
         webroot=options.webroot,
         http_port=options.http_port,
+        tls_port=options.tls_port,
         key_type=options.key_type,
         profile=options.profile,
         email=options.email,
@@ -251,6 +263,8 @@ def order_command(ctx: click.Context, /, json_output: bool, **options: Any) -> N
     Examples:
       certctl order -d example.com -d www.example.com --webroot /var/www/html --agree-tos
       certctl order -d '*.example.com' -d example.com --challenge dns
+      certctl order -d example.com --challenge tls-alpn --agree-tos
+      certctl order -d 192.0.2.10 --standalone --profile shortlived --agree-tos
       certctl order -d '*.example.com' -d example.com --challenge dns \\
         --dns-provider rfc2136 --dns-server 192.0.2.53 --tsig-key certctl \\
         --tsig-secret-file /etc/certctl/tsig.key

@@ -119,14 +119,19 @@ def _domains(domains: list[str]) -> str:
 
 def _challenge_lines(challenge: Challenge, indent: str) -> list[str]:
     """What must be published for one challenge: the TXT record, or the URL and content."""
-    if challenge.type == "dns-01":
+    if challenge.type in ("dns-01", "dns-persist-01"):
         return [
             f"{indent}name:  {challenge.record_name}.",
             f"{indent}type:  TXT",
             f"{indent}value: {challenge.validation}",
         ]
+    if challenge.type == "tls-alpn-01":
+        return [
+            f"{indent}ALPN:    acme-tls/1 (RFC 8737), SNI {challenge.domain}",
+            f"{indent}key authorization: {challenge.validation}",
+        ]
     return [
-        f"{indent}URL:     http://{challenge.domain}{challenge.record_name}",
+        f"{indent}URL:     http://{challenge.host}{challenge.record_name}",
         f"{indent}content: {challenge.validation}",
     ]
 
@@ -139,6 +144,13 @@ def order_report(report: OrderReport) -> None:
     for challenge in report.order.challenges:
         if challenge.status == "valid":
             out.print(f"\n{challenge.domain}: already validated")
+        elif challenge.type == "dns-persist-01":
+            out.print(
+                f"\n{challenge.domain}: publish this DNS TXT record once (it stays: renewals"
+                " validate with it, no DNS change)"
+            )
+            for line in _challenge_lines(challenge, "  "):
+                out.print(line, markup=False)
         elif challenge.type == "dns-01":
             out.print(f"\n{challenge.domain}: publish this DNS TXT record")
             for line in _challenge_lines(challenge, "  "):

@@ -55,6 +55,8 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
         settings.resolver_addresses()
     if opts["check_http_port"]:
         settings.check_http_port = opts["check_http_port"]
+    if opts.get("check_tls_port"):
+        settings.check_tls_port = opts["check_tls_port"]
     reporter = CliReporter(quiet_status=json_output)
     store = open_store(
         opts["store"] or settings.store_url or default_store(),

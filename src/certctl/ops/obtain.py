@@ -20,12 +20,17 @@ from certctl.models import (
     OrderState,
     Validation,
 )
-from certctl.ops.request import OrderRequest, validation_for, with_method
+from certctl.ops.request import OrderRequest, ip_profile, validation_for, with_method
 from certctl.ops.session import ConfirmTos, account_session
 from certctl.pki.keys import generate_key, key_id_of, make_csr
 from certctl.policy import hints
 from certctl.policy.contact import check_email
-from certctl.policy.names import cert_name_for, default_cert_name, normalize_domains
+from certctl.policy.names import (
+    cert_name_for,
+    default_cert_name,
+    ip_address_of,
+    normalize_domains,
+)
 from certctl.store import fault_point
 from certctl.store.contract import live_files
 
@@ -65,20 +70,28 @@ class OrderReport:
 
 def challenge_json(challenge: Challenge) -> dict[str, Any]:
     """What must be published for one challenge, as `order --json` and `show --json` give it."""
-    if challenge.type == "dns-01":
+    if challenge.type in ("dns-01", "dns-persist-01"):
         return {
             "domain": challenge.domain,
-            "type": "dns-01",
+            "type": challenge.type,
             "status": challenge.status,
             "record": challenge.record_name + ".",
             "record_type": "TXT",
             "value": challenge.validation,
         }
+    if challenge.type == "tls-alpn-01":
+        return {
+            "domain": challenge.domain,
+            "type": "tls-alpn-01",
+            "status": challenge.status,
+            "alpn": "acme-tls/1",
+            "key_authorization": challenge.validation,
+        }
     return {
         "domain": challenge.domain,
         "type": "http-01",
         "status": challenge.status,
-        "url": f"http://{challenge.domain}{challenge.record_name}",
+        "url": f"http://{challenge.host}{challenge.record_name}",
         "content": challenge.validation,
     }
 
@@ -147,6 +160,8 @@ def _prepare(ctx: Context, request: OrderRequest, confirm_drop: ConfirmDrop | No
     validation = validation_for(request, domains)
     replacing.check_dropped(before, domains, request.drop_names, confirm_drop)
     server = ctx.settings.server_url
+    if not request.profile and any(ip_address_of(d) for d in domains):
+        request = ip_profile(ctx, server, request, before)
     if request.profile:  # refuse an unknown profile before anything is created
         offered = ctx.acme(server).profiles()
         if request.profile not in offered:
@@ -263,7 +278,13 @@ def _selfcheck_json(todo: list[Challenge], findings: list[Any], dns: bool) -> li
         if c.type == "dns-01" and not dns:
             continue
         seen = [f"{f.where}: saw {f.seen}" for f in findings if f.domain == c.domain]
-        where = c.record_name + "." if c.type == "dns-01" else f"http://{c.domain}{c.record_name}"
+        where = (
+            c.record_name + "."
+            if c.type in ("dns-01", "dns-persist-01")
+            else f"acme-tls/1 at {c.host}"
+            if c.type == "tls-alpn-01"
+            else f"http://{c.host}{c.record_name}"
+        )
         entry = {"domain": c.domain, "type": c.type, "where": where, "expected": c.validation}
         entries.append({**entry, "visible": not seen, "problems": seen})
     return entries
@@ -342,6 +363,13 @@ def _verify_locked(
         solver.present(todo)
         with ctx.reporter.status("checking that the challenges are visible"):
             findings = selfcheck.check_http(todo, ctx.settings.check_http_port, resolvers)
+            findings += selfcheck.check_tls_alpn(todo, ctx.settings.check_tls_port, resolvers)
+            if any(c.type == "dns-persist-01" for c in todo):
+                from certctl.challenges.dns.persist import check_persist
+
+                findings += check_persist(todo, resolvers)
+            if not findings:  # the last word before the CA is asked: CAA would refuse?
+                findings += _caa_findings(session, todo, resolvers)
             dns_checked = not getattr(solver, "waits_for_propagation", False)
             if dns_checked:
                 findings += selfcheck.check_dns(todo, resolvers)
@@ -371,6 +399,18 @@ def _verify_locked(
             f"the CA could not validate {order.error}; fix it, then {_again(ctx, record)}"
         )
     return _mark_ready(ctx, record, report)
+
+
+def _caa_findings(
+    session: AcmeSession, todo: list[Challenge], resolvers: list[tuple[str, int]]
+) -> list[Any]:
+    """CAA records (RFC 8659, RFC 8657) that would make the CA refuse, when it names itself."""
+    from certctl.challenges.caa import check_caa
+
+    issuers = session.caa_identities()
+    if not issuers or session.account_uri is None:
+        return []  # a CA that names no issuer domain: its CAA check can't be predicted
+    return check_caa(todo, issuers, session.account_uri, resolvers)
 
 
 def _check_solver(ctx: Context, record: CertRecord) -> None:

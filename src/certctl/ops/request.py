@@ -4,13 +4,17 @@ and checked before anything is created."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certctl.errors import BadInput
 from certctl.models import CertRecord, Validation
 from certctl.pki.keys import KEY_TYPES
+from certctl.policy import hints
 
-__all__ = ["OrderRequest", "validation_for", "with_method"]
+if TYPE_CHECKING:
+    from certctl.context import Context
+
+__all__ = ["OrderRequest", "ip_profile", "validation_for", "with_method"]
 
 
 @dataclass
@@ -24,6 +28,7 @@ class OrderRequest:
     method: str | None = None
     webroot: str | None = None
     http_port: int | None = None
+    tls_port: int | None = None  # tls-alpn: where certctl's TLS responder listens
     key_type: str = "ec256"
     profile: str | None = None
     email: str | None = None
@@ -48,25 +53,53 @@ def with_method(request: OrderRequest, existing: CertRecord | None) -> OrderRequ
         request.http_port,
         request.dns_settings,
         old,
+        request.tls_port,
     )
     return replace(request, **vars(chosen))
 
 
+def _check_identifiers(request: OrderRequest, domains: list[str]) -> None:
+    """Wildcards need DNS-01 (RFC 8555 §7.1.3, RFC 8737 §3); IP addresses must not use it."""
+    from certctl.policy.names import ip_address_of
+
+    wildcards = [d for d in domains if d.startswith("*.")]
+    if wildcards and request.challenge not in ("dns", "dns-persist"):
+        raise BadInput(
+            f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
+        )
+    addresses = [d for d in domains if ip_address_of(d)]
+    if addresses and request.challenge in ("dns", "dns-persist"):
+        raise BadInput(
+            f"{addresses[0]} is an IP address: DNS-01 cannot prove control of an IP address"
+            " (RFC 8738 §7); use --challenge http or --challenge tls-alpn"
+        )
+
+
 def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
     assert request.method is not None
-    if request.challenge not in ("http", "dns"):
-        raise BadInput(f"unknown challenge {request.challenge!r}: use http or dns")
+    if request.challenge not in ("http", "dns", "tls-alpn", "dns-persist"):
+        raise BadInput(
+            f"unknown challenge {request.challenge!r}: use http, dns, tls-alpn or dns-persist"
+        )
     if request.key_type not in KEY_TYPES:
         raise BadInput(
             f"unknown key type {request.key_type!r}: choose one of {', '.join(KEY_TYPES)}"
         )
-    if request.challenge == "http":
-        wildcards = [d for d in domains if d.startswith("*.")]
-        if wildcards:
+    _check_identifiers(request, domains)
+    if request.challenge == "tls-alpn":
+        if request.method != "standalone":
             raise BadInput(
-                f"{wildcards[0]} is a wildcard: wildcards need DNS validation; use --challenge dns"
+                f"--{request.method} is not for TLS-ALPN-01: certctl answers it with its own"
+                " TLS responder (--tls-port); drop it or use --challenge http"
             )
-    elif request.method in ("standalone", "webroot", "fleet"):
+    elif request.challenge == "dns-persist":
+        if request.method != "persist":
+            raise BadInput(
+                f"--{request.method} is not for dns-persist-01: the record is published once"
+                f" by you ({hints.persist_record(domains[0].removeprefix('*.'))} prints it);"
+                " drop it"
+            )
+    elif request.challenge == "dns" and request.method in ("standalone", "webroot", "fleet"):
         raise BadInput(
             f"--{request.method} is for HTTP validation; drop it or use --challenge http"
         )
@@ -84,10 +117,38 @@ def validation_for(request: OrderRequest, domains: list[str]) -> Validation:
             raise BadInput(f"webroot {request.webroot} is not a directory: check --webroot")
     if request.http_port is not None and not 0 < request.http_port < 65536:
         raise BadInput(f"invalid --http-port {request.http_port}: expected 1-65535")
+    if request.tls_port is not None and not 0 < request.tls_port < 65536:
+        raise BadInput(f"invalid --tls-port {request.tls_port}: expected 1-65535")
+    tls = request.challenge == "tls-alpn"
     return Validation(
         challenge=request.challenge,  # type: ignore[arg-type]
         method=request.method,
         webroot=str(Path(request.webroot).resolve()) if request.webroot else None,
-        http_port=request.http_port if request.method == "standalone" else None,
+        http_port=request.http_port if request.method == "standalone" and not tls else None,
+        tls_port=request.tls_port if tls else None,
         settings=settings,
     )
+
+
+def ip_profile(
+    ctx: Context, server: str, request: OrderRequest, before: CertRecord | None
+) -> OrderRequest:
+    """An IP-address order without --profile: the stored one, else the one the CA requires.
+
+    Let's Encrypt issues IP-address certificates (RFC 8738) only from `shortlived`:
+    when the CA's directory advertises it, it is chosen, and the user is told.
+    """
+    from dataclasses import replace
+
+    if before is not None and before.profile:
+        return replace(request, profile=before.profile)
+    from certctl.policy.names import profile_for_ip
+
+    chosen = profile_for_ip(ctx.acme(server).profiles())
+    if chosen is None:
+        return request
+    ctx.reporter.warn(
+        f"IP-address certificate: using the CA's {chosen!r} profile (it issues IP addresses"
+        " only from that one); give --profile to choose another"
+    )
+    return replace(request, profile=chosen)

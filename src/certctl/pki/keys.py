@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from certctl.errors import BadInput, StoreError
 
 if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
+
+    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
@@ -63,11 +66,34 @@ def make_csr(key_pem: bytes, domains: list[str]) -> bytes:
     from cryptography.x509.oid import NameOID
 
     key = load_key(key_pem, "the order's private key")
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0])])
+    # RFC 8738 §4 / CA/B BR: an IP address goes in an iPAddress SAN, never in the CN
+    subject_name = "" if _ip(domains[0]) else domains[0]
+    subject = (
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_name)])
+        if 0 < len(subject_name) <= 64
+        else x509.Name([])
+    )
     builder = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(subject if len(domains[0]) <= 64 else x509.Name([]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in domains]), False)
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName([_general_name(d) for d in domains]), False)
     )
     csr = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def _ip(name: str) -> IPv4Address | IPv6Address | None:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    """A SAN entry: iPAddress for an IP identifier (RFC 8738), else dNSName."""
+    from cryptography import x509
+
+    address = _ip(name)
+    return x509.IPAddress(address) if address else x509.DNSName(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from certctl.errors import BadInput
-from certctl.policy.names import normalize_domain
+from certctl.policy.names import ip_address_of, normalize_domain
 
 # RFC 5322 §3.2.3 dot-atom: the local parts mail systems and CAs accept without quoting
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -40,7 +40,7 @@ def _check_one(address: str, given: str, where: str) -> str:
         except BadInput:
             problem = f"{domain!r} after the '@' is not a valid domain"
         else:
-            if domain.startswith("*."):
+            if domain.startswith("*.") or ip_address_of(domain):
                 problem = f"{domain!r} after the '@' is not a valid domain"
     if problem is not None:
         raise BadInput(

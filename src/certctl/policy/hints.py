@@ -51,6 +51,16 @@ def account_update_email(email: str) -> str:
     return command("account", "update", "--email", email)
 
 
+def caa_records(domain: str) -> str:
+    """Print the CAA records that let this CA, account and methods issue (RFC 8657)."""
+    return command("account", "caa", "-d", domain)
+
+
+def persist_record(domain: str) -> str:
+    """Print the dns-persist-01 record for the current account."""
+    return command("account", "persist-record", "-d", domain)
+
+
 def issue(name: str) -> str:
     """Finalize the validated order (or re-issue with automatic validation)."""
     return command("issue", name)
@@ -96,9 +106,12 @@ def _validation_args(record: CertRecord) -> list[str]:
     validation = record.validation
     method, settings = validation.method, validation.settings
     args: list[str] = []
-    if validation.challenge == "dns":
-        args += ["--challenge", "dns"]
-    if method == "standalone":
+    if validation.challenge != "http":
+        args += ["--challenge", validation.challenge]
+    if validation.challenge == "tls-alpn":  # one method: certctl's own TLS responder
+        if validation.tls_port:
+            args += ["--tls-port", str(validation.tls_port)]
+    elif method == "standalone":
         args.append("--standalone")
         if validation.http_port:
             args += ["--http-port", str(validation.http_port)]
@@ -174,6 +187,8 @@ def all_commands(record: CertRecord, server: str | None = None) -> dict[str, str
         "order_again": order_again(record, server),
         "replace": replace(record, server),
         "account_update_email": account_update_email("ops@example.com"),
+        "caa_records": caa_records(record.domains[0].removeprefix("*.")),
+        "persist_record": persist_record(record.domains[0].removeprefix("*.")),
         "list": LIST,
         "register_account": REGISTER_ACCOUNT,
         "settle_account": SETTLE_ACCOUNT,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from certctl.errors import BadInput
 
@@ -43,8 +43,8 @@ def _to_ascii(name: str) -> str:
 def normalize_domain(domain: str) -> str:
     """Return the ACME identifier for `domain`: lower case, A-labels, no trailing dot.
 
-    A single leading '*.' marks a wildcard (DNS-01 only). IP addresses are refused:
-    certctl orders DNS identifiers.
+    A single leading '*.' marks a wildcard (DNS-01 only). An IP address (RFC 8738) is
+    returned in its canonical text form (RFC 5952 for IPv6: `2001:db8::1`).
     """
     raw = domain.strip()
     shown = _shown(raw)
@@ -54,14 +54,11 @@ def normalize_domain(domain: str) -> str:
     wildcard = name.startswith("*.")
     if wildcard:
         name = name[2:]
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
-        raise BadInput(f"domain {shown} is an IP address: certctl orders DNS names only")
+    address = ip_address_of(name.strip("[]"))
+    if address is not None:
+        if wildcard:
+            raise BadInput(f"invalid domain {shown}: an IP address cannot be a wildcard")
+        return address
     try:
         ascii_name = _to_ascii(name)
     except (UnicodeError, ValueError):
@@ -90,6 +87,32 @@ def normalize_domain(domain: str) -> str:
     return f"*.{ascii_name}" if wildcard else ascii_name
 
 
+def ip_address_of(name: str) -> str | None:
+    """The canonical text of `name` when it is an IP address (RFC 8738 identifier), else None."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return None
+
+
+IP_PROFILES = ("shortlived",)  # Let's Encrypt issues IP-address certificates only from these
+
+
+def profile_for_ip(offered: Iterable[str]) -> str | None:
+    """The profile an IP-address order needs when the CA advertises profiles; None: its default."""
+    names = set(offered)
+    return next((p for p in IP_PROFILES if p in names), None)
+
+
+def reverse_name(address: str) -> str:
+    """RFC 8738 §6: the SNI for an IP identifier is its reverse-mapping name (in-addr/ip6.arpa)."""
+    import ipaddress
+
+    return ipaddress.ip_address(address).reverse_pointer
+
+
 def normalize_domains(domains: list[str] | tuple[str, ...]) -> list[str]:
     """Normalise and de-duplicate domains, keeping the user's order."""
     if not domains:
@@ -103,8 +126,13 @@ def normalize_domains(domains: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def default_cert_name(domain: str) -> str:
-    """Derive a certificate name from its first domain (`*.x.org` → `wildcard.x.org`)."""
+    """Derive a certificate name from its first domain (`*.x.org` → `wildcard.x.org`).
+
+    An IPv6 address becomes a safe path component: `2001:db8::1` → `ip6-2001-db8--1`.
+    """
     name = "wildcard." + domain[2:] if domain.startswith("*.") else domain
+    if ":" in name:
+        name = "ip6-" + name.replace(":", "-")
     return check_cert_name(name[:64].rstrip(".-"))
 
 

@@ -30,6 +30,7 @@ _CHALLENGE_OF = {
     "rfc2136": "dns",
     "hook": "dns",
     "lexicon": "dns",
+    "persist": "dns-persist",
 }
 
 
@@ -42,6 +43,7 @@ class MethodChoice:
     webroot: str | None = None
     http_port: int | None = None
     dns_settings: dict[str, Any] = field(default_factory=dict)
+    tls_port: int | None = None
 
 
 def previous_validation(existing: CertRecord | None) -> Validation | None:
@@ -58,6 +60,7 @@ def settle(
     http_port: int | None,
     dns_settings: dict[str, Any],
     old: Validation | None,
+    tls_port: int | None = None,
 ) -> MethodChoice:
     """The method of a new order: the one named, else the stored one, else manual HTTP.
 
@@ -68,18 +71,32 @@ def settle(
         if old is None or (challenge is not None and challenge != old.challenge):
             # nothing stored, or another challenge: a new method (settings_for refuses
             # DNS settings given without a provider)
-            return MethodChoice(challenge or "http", "manual", webroot, http_port, dns_settings)
+            # TLS-ALPN-01 has one method: certctl's own responder
+            chosen = {"tls-alpn": "standalone", "dns-persist": "persist"}.get(
+                challenge or "", "manual"
+            )
+            return MethodChoice(
+                challenge or "http", chosen, webroot, http_port, dns_settings, tls_port
+            )
         settings = {**old.settings, **dns_settings}  # e.g. only --dns-nameserver: a change
-        return MethodChoice(old.challenge, old.method, old.webroot, old.http_port, settings)
+        return MethodChoice(
+            old.challenge,
+            old.method,
+            old.webroot,
+            old.http_port,
+            settings,
+            tls_port or old.tls_port,
+        )
     challenge = challenge or _CHALLENGE_OF.get(method, "http")
     if old is None or (method, challenge) != (old.method, old.challenge):
-        return MethodChoice(challenge, method, webroot, http_port, dns_settings)
+        return MethodChoice(challenge, method, webroot, http_port, dns_settings, tls_port)
     return MethodChoice(
         challenge,
         method,
         webroot or old.webroot,
         http_port or old.http_port,
         {**old.settings, **dns_settings},
+        tls_port or old.tls_port,
     )
 
 
