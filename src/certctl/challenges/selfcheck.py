@@ -236,6 +236,16 @@ def _fetch(address: str, port: int, host: str, path: str) -> str:
         connection.close()
 
 
+def txt_sources(name: str, resolvers: Sequence[tuple[str, int]]) -> dict[str, Lookup]:
+    """The TXT answers for `name` by source: each resolver given, else each authoritative one."""
+    if resolvers:
+        return {
+            f"resolver {_where(server)}": ask(name, "TXT", server, recurse=True)
+            for server in resolvers
+        }
+    return txt_at_authoritative(name)
+
+
 def check_dns(
     challenges: Sequence[Challenge], resolvers: Sequence[tuple[str, int]]
 ) -> list[Finding]:
@@ -244,21 +254,13 @@ def check_dns(
     for challenge in challenges:
         if challenge.type != "dns-01" or challenge.status == "valid":
             continue
-        name = challenge.record_name
-        if resolvers:
-            sources = {
-                f"resolver {_where(server)}": ask(name, "TXT", server, recurse=True)
-                for server in resolvers
-            }
-        else:
-            sources = txt_at_authoritative(name)
-        for source, result in sources.items():
+        for source, result in txt_sources(challenge.record_name, resolvers).items():
             if challenge.validation not in result.values:
                 seen = ", ".join(repr(v) for v in result.values) or str(result.problem)
                 findings.append(
                     Finding(
                         challenge.domain,
-                        f"TXT {name} at {source}",
+                        f"TXT {challenge.record_name} at {source}",
                         challenge.validation,
                         seen,
                         result.failed,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from certctl.cli.globalopts import CertctlCommand
-from certctl.cli.options import json_option
+from certctl.cli.options import json_option, probe_timeout_option
 
 UNKNOWN = 3  # the monitoring-plugins convention: a plugin that cannot tell exits 3
 
@@ -59,13 +59,7 @@ class PluginCommand(CertctlCommand):
     help="CRITICAL when fewer days are left (at most a sixth of the lifetime).",
 )
 @click.option("--probe", is_flag=True, help="Also probe the endpoints (see `certctl probe`).")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 120),
-    default=5,
-    show_default=True,
-    help="Seconds per endpoint probe.",
-)
+@probe_timeout_option
 @json_option
 @click.pass_context
 def check_command(
@@ -124,13 +118,7 @@ def check_command(
     help="Write to FILE atomically (node_exporter's textfile collector) instead of stdout.",
 )
 @click.option("--probe", is_flag=True, help="Also probe the endpoints (certctl_endpoint_*).")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 120),
-    default=5,
-    show_default=True,
-    help="Seconds per endpoint probe.",
-)
+@probe_timeout_option
 @click.pass_context
 def metrics_command(ctx: click.Context, output: str | None, probe: bool, timeout: float) -> None:
     """Print the store's state in the Prometheus text exposition format.

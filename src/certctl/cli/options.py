@@ -26,6 +26,17 @@ def timeout_option(default: float) -> Callable[[F], F]:
     )
 
 
+def probe_timeout_option(fn: F) -> F:
+    """--timeout SECONDS per endpoint probe (connect and TLS handshake)."""
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(0.1, 120),
+        default=5,
+        show_default=True,
+        help="Seconds per endpoint for connecting and the TLS handshake.",
+    )(fn)
+
+
 def confirm_tos_for(interactive: bool) -> Callable[[str], bool] | None:
     """On a terminal, ask to accept the CA's terms; otherwise never prompt."""
     if not interactive:

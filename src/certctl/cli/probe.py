@@ -5,18 +5,12 @@ from __future__ import annotations
 import click
 
 from certctl.cli.globalopts import CertctlCommand
-from certctl.cli.options import json_option
+from certctl.cli.options import json_option, probe_timeout_option
 
 
 @click.command("probe", cls=CertctlCommand)
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 120),
-    default=5,
-    show_default=True,
-    help="Seconds per endpoint for connecting and the TLS handshake.",
-)
+@probe_timeout_option
 @json_option
 @click.pass_context
 def probe_command(

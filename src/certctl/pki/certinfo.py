@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
@@ -20,6 +20,17 @@ MALFORMED = (
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
 )
+
+
+def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when `issuer`'s name and key signed `child`."""
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (*MALFORMED, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 _EC_NAMES = {"secp256r1": "ec256", "secp384r1": "ec384", "secp521r1": "ec521"}
 
 

@@ -15,10 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from certctl.errors import AcmeError
-from certctl.pki.certinfo import MALFORMED, CertInfo, cert_info, key_matches, readable_name
+from certctl.pki.certinfo import (
+    MALFORMED,
+    CertInfo,
+    cert_info,
+    key_matches,
+    readable_name,
+    signed_by,
+)
 from certctl.pki.keys import load_key
 
 # Clocks differ: a certificate the CA dated a little ahead of this machine's clock is
@@ -56,7 +62,7 @@ def check_issued(fullchain: str, key_pem: bytes, domains: list[str], now: dateti
             f"the CA returned a certificate that expired at {info.not_after:%Y-%m-%d %H:%M:%S} UTC"
         )
     for position, (child, issuer) in enumerate(itertools.pairwise(certs), start=1):
-        if not _signed_by(child, issuer):
+        if not signed_by(child, issuer):
             raise AcmeError(
                 f"the CA returned a chain whose link {position} does not verify:"
                 f" {readable_name(child.subject)!r} is not signed by the next certificate,"
@@ -108,12 +114,3 @@ def _check_names(info: CertInfo, domains: list[str]) -> None:
             f"the CA returned a certificate for {named}, not for the order's"
             f" {', '.join(sorted(wanted))}"
         )
-
-
-def _signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """True when `issuer`'s name and key signed `child`."""
-    try:
-        child.verify_directly_issued_by(issuer)
-    except (*MALFORMED, TypeError, InvalidSignature):
-        return False
-    return True

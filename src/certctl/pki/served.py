@@ -15,9 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
-from certctl.pki.certinfo import MALFORMED, clean, fingerprint, name_of, readable_name, serial_hex
+from certctl.pki.certinfo import (
+    MALFORMED,
+    clean,
+    fingerprint,
+    name_of,
+    readable_name,
+    serial_hex,
+    signed_by,
+)
 
 SERVED = "served"
 OLDER = "older"
@@ -135,7 +142,7 @@ def _issuer(cert: x509.Certificate) -> str:
 def _chain_problem(served: list[x509.Certificate], live_chain_pem: bytes) -> str | None:
     """Why the served chain is incomplete or broken, or None."""
     for child, parent in itertools.pairwise(served):
-        if not _signed_by(child, parent):
+        if not signed_by(child, parent):
             return (
                 f"the chain does not link: {name_of(child)} is not signed by the next certificate"
                 f" sent ({name_of(parent)})"
@@ -154,12 +161,4 @@ def _chain_problem(served: list[x509.Certificate], live_chain_pem: bytes) -> str
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
-    return cert.issuer == cert.subject and _signed_by(cert, cert)
-
-
-def _signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        child.verify_directly_issued_by(issuer)
-    except (*MALFORMED, TypeError, InvalidSignature):
-        return False
-    return True
+    return cert.issuer == cert.subject and signed_by(cert, cert)

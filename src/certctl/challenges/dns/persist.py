@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from certctl.challenges.selfcheck import Finding, ask, txt_at_authoritative
+from certctl.challenges.selfcheck import Finding, txt_sources
 from certctl.models import Challenge
 
 
@@ -29,27 +29,17 @@ def check_persist(
     challenges: Sequence[Challenge], resolvers: Sequence[tuple[str, int]]
 ) -> list[Finding]:
     """Each dns-persist-01 record at the authoritative servers (or resolvers), as the CA would."""
-    from certctl.challenges.selfcheck import _where
-
     findings = []
     for challenge in challenges:
         if challenge.type != "dns-persist-01" or challenge.status == "valid":
             continue
-        name = challenge.record_name
-        if resolvers:
-            sources = {
-                f"resolver {_where(server)}": ask(name, "TXT", server, recurse=True)
-                for server in resolvers
-            }
-        else:
-            sources = txt_at_authoritative(name)
-        for source, result in sources.items():
+        for source, result in txt_sources(challenge.record_name, resolvers).items():
             seen = _mismatch(challenge, result.values) if result.values else str(result.problem)
             if seen is not None:
                 findings.append(
                     Finding(
                         challenge.domain,
-                        f"TXT {name} at {source}",
+                        f"TXT {challenge.record_name} at {source}",
                         challenge.validation,
                         seen,
                         result.failed,
