@@ -219,3 +219,40 @@ def read_only(cx: Certctl, request: Any, files: Any) -> Iterator[str]:
         yield "the server is read-only"
     finally:
         postgres.set_read_only(database(cx), False)
+
+
+# ---- index.json (the filesystem store's cache, store/index.py) ---------------------------
+
+
+def read_index(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """index.json as (header, heads, summaries, records), each keyed by certificate name."""
+    import json
+
+    lines = path.read_bytes().split(b"\n")
+    header, heads = json.loads(lines[0]), json.loads(lines[1])
+    names = list(heads)
+    summaries = {n: json.loads(line) for n, line in zip(names, lines[2:], strict=False)}
+    records = {n: json.loads(line) for n, line in zip(names, lines[2 + len(names) :], strict=False)}
+    return header, heads, summaries, records
+
+
+def write_index(
+    path: Path,
+    header: dict[str, Any],
+    heads: dict[str, Any],
+    summaries: dict[str, Any],
+    records: dict[str, Any],
+    raw: dict[str, str] | None = None,
+) -> None:
+    """Write index.json with a checksum that matches (as a bug in certctl might write it);
+    `raw` replaces a record's line with text as given."""
+    import json
+
+    from certctl.store.index import checksum
+
+    lines = [json.dumps(heads)]
+    lines += [json.dumps(summaries.get(n)) for n in heads]
+    lines += [(raw or {}).get(n) or json.dumps(records.get(n)) for n in heads]
+    body = ("\n".join(lines) + "\n").encode()
+    fields = {**header, "crc32": checksum(body)}
+    path.write_bytes(json.dumps(fields).encode() + b"\n" + body)

@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from certctl.context import Context
-from certctl.models import SOURCE_UPLOAD, CertRecord
+from certctl.policy import glance
 from certctl.policy.names import unicode_domain
-from certctl.policy.timing import status_of
 from certctl.store.contract import Deployment
 
 
@@ -59,34 +58,46 @@ class ListEntry:
 
 
 def list_certificates(ctx: Context) -> list[ListEntry]:
-    """Every certificate in the store with its state; damaged entries are listed, not fatal."""
-    from certctl.errors import NotFound
+    """Every certificate in the store with its state; damaged entries are listed, not fatal.
+
+    Each row comes from the certificate's summary (policy/glance.py), which the store
+    keeps in its index, so a large store is listed without parsing every record.
+    """
+    from functools import partial
+
+    from certctl.errors import CertctlError, NotFound
 
     now = ctx.now()
+    notice_days = ctx.settings.notice_days
     entries = []
     fleet = ctx.store.all_deployments()
-    for name, record in ctx.store.records():
-        if isinstance(record, NotFound):
-            continue  # a first order interrupted before its metadata was written
-        if not isinstance(record, CertRecord):
-            entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(record)))
-            continue
-        status = status_of(record, now, ctx.settings.notice_days)
-        current = record.current
-        method = "manual (upload)" if record.source == SOURCE_UPLOAD else record.validation.label
+    summarize = partial(glance.summarize, notice_days=notice_days)
+    for found in ctx.store.glances(summarize, glance.summary_key(notice_days)):
+        name, summary = found.name, found.summary()
+        if summary is None or not glance.well_formed(summary):
+            try:
+                summary = summarize(found.load())
+            except NotFound:
+                continue  # a first order interrupted before its metadata was written
+            except CertctlError as e:
+                entries.append(ListEntry(name, [], None, None, None, "-", "-", "damaged", str(e)))
+                continue
+        not_after = summary["not_after"]
+        expires = None if not_after is None else datetime.fromisoformat(not_after)
+        state, reason = glance.state_at(summary, now)
         entries.append(
             ListEntry(
                 name=name,
-                domains=record.domains,
-                issuer=current.issuer if current else None,
-                not_after=current.not_after if current else None,
-                days_left=status.days_left,
-                method=method,
-                source=record.source,
-                state=status.state,
-                reason=status.reason,
-                profile=record.profile,
-                live_version=current.version if current else None,
+                domains=summary["domains"],
+                issuer=summary["issuer"],
+                not_after=expires,
+                days_left=None if expires is None else (expires - now).total_seconds() / 86400,
+                method=summary["method"],
+                source=summary["source"],
+                state=state,
+                reason=reason,
+                profile=summary["profile"],
+                live_version=summary["live_version"],
                 deployments=fleet.get(name, []),
             )
         )

@@ -14,13 +14,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from certctl.context import Context
 from certctl.errors import BadInput, CertctlError, ExitCode, LockHeld, NotFound, StoreError
 from certctl.models import SOURCE_UPLOAD, CertRecord
 from certctl.notify import Channel, Notice, channels_from_config
-from certctl.policy import hints, timing
+from certctl.policy import glance, hints, timing
+from certctl.store.contract import Glance
 
 ARI_RECHECK_ON_ERROR = timedelta(hours=1)
 ARI_RECHECK_WITHOUT_ARI = timedelta(days=1)
@@ -97,7 +99,6 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     )
     channels = channels_from_config(ctx.settings.raw)  # bad config: exit 2 before acting
     labels = [c.label for c in channels]
-    names = ctx.store.names()
     for forced in options.force:
         try:
             problem = _cannot_force(ctx.store.read(forced))  # NotFound: the usual message
@@ -108,12 +109,18 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     now = ctx.now()
     candidates: dict[str, int | None] = {}
     outcomes: list[Outcome] = []
-    records = ctx.store.records()
-    for name, record in records:
-        if isinstance(record, NotFound):
+    summarize = partial(glance.summarize, notice_days=notice_days)
+    glances = ctx.store.glances(summarize, glance.summary_key(notice_days))
+    for found in glances:
+        name = found.name
+        if name not in options.force and glance.quiet_at(found.quiet, now):
+            continue  # nothing to do now, by its summary: the record is not even parsed
+        try:
+            record = found.load()
+        except NotFound:
             continue  # a first order interrupted before its metadata was written
-        if not isinstance(record, CertRecord):
-            outcomes.append(Outcome(name, "damaged", str(record)))
+        except CertctlError as e:
+            outcomes.append(Outcome(name, "damaged", str(e)))
             continue
         try:
             wanted = name in options.force or _needs_attention(record, now, notice_days, labels)
@@ -131,22 +138,27 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
             ]
             outcomes.extend(f.result() for f in futures)
     outcomes = [o for o in outcomes if o.action != "nothing"]
-    outcomes += _lagging_hosts(ctx, records, now)
+    outcomes += _lagging_hosts(ctx, glances, now)
     outcomes.sort(key=lambda o: o.name)
-    return RenewReport(checked=len(names), outcomes=outcomes)
+    return RenewReport(checked=len(glances), outcomes=outcomes)
 
 
 LAG = timedelta(days=1)  # a host this long behind the live version is a warning
 
 
-def _lagging_hosts(
-    ctx: Context, records: list[tuple[str, CertRecord | CertctlError]], now: datetime
-) -> list[Outcome]:
+def _lagging_hosts(ctx: Context, glances: list[Glance], now: datetime) -> list[Outcome]:
     """A warning per host that still serves an older version a day after the live one came."""
     fleet = ctx.store.all_deployments()
     found = []
-    for name, record in records:
-        if not isinstance(record, CertRecord) or record.current is None or name not in fleet:
+    for item in glances:
+        name = item.name
+        if name not in fleet:
+            continue
+        try:
+            record = item.load()
+        except CertctlError:
+            continue  # reported above
+        if record.current is None:
             continue
         live = record.current
         if now - live.not_before < LAG:
@@ -171,7 +183,7 @@ def _needs_attention(
     """Cheap pre-filter without the lock: due, notice-worthy, or ARI to refresh."""
     if record.current is None:
         return False
-    if _ari_check_due(record, now):
+    if timing.ari_check_due(record, now):
         return True
     decision = timing.decide(record, now, notice_days)
     return decision.renew or (decision.notify and timing.notice_due(record, now.date(), labels))
@@ -204,17 +216,6 @@ def _unexpected(name: str, error: Exception) -> str:
     return f"internal error ({type(error).__name__}: {str(error)[:200]}); rerun with --debug"
 
 
-def _ari_check_due(record: CertRecord, now: datetime) -> bool:
-    automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
-    if not automatic or record.current is None or now >= record.current.not_after:
-        return False  # RFC 9773 §4.3: no ARI for expired certificates
-    retry = record.renewal.get("not_before_retry")
-    if isinstance(retry, datetime) and now < retry:
-        return False  # the CA's Retry-After (RFC 8555 §6.6): not even ARI before then
-    next_check = record.renewal.get("ari_next_check")
-    return not isinstance(next_check, datetime) or now >= next_check
-
-
 def _handle(
     ctx: Context,
     name: str,
@@ -231,7 +232,7 @@ def _handle(
             if version != seen_version:
                 return Outcome(name, "nothing")  # renewed by a concurrent run meanwhile
             now = ctx.now()
-            if _ari_check_due(record, now) and not options.dry_run:
+            if timing.ari_check_due(record, now) and not options.dry_run:
                 _refresh_ari(ctx, record, now)
             decision = timing.decide(record, now, notice_days, force=name in options.force)
             if options.dry_run:

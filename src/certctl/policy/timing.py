@@ -207,6 +207,18 @@ def decide(
     return Decision(True, False, status.reason)
 
 
+def ari_check_due(record: CertRecord, now: datetime) -> bool:
+    """True when the CA's renewal information (RFC 9773) should be fetched again at `now`."""
+    automatic = record.source != SOURCE_UPLOAD and record.validation.automatic
+    if not automatic or record.current is None or now >= record.current.not_after:
+        return False  # RFC 9773 §4.3: no ARI for expired certificates
+    retry = record.renewal.get("not_before_retry")
+    if isinstance(retry, datetime) and now < retry:
+        return False  # the CA's Retry-After (RFC 8555 §6.6): not even ARI before then
+    next_check = record.renewal.get("ari_next_check")
+    return not isinstance(next_check, datetime) or now >= next_check
+
+
 def _utc_day(value: object) -> object:
     if isinstance(value, datetime) and value.tzinfo is not None:
         value = value.astimezone(UTC)

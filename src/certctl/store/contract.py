@@ -20,11 +20,11 @@ What both guarantee (README "Store backends"):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from certctl.errors import CertctlError
 from certctl.models import AccountRecord, CertRecord, Current
@@ -48,6 +48,75 @@ class LivePaths:
             "fullchain": str(self.fullchain),
             "privkey": str(self.privkey),
         }
+
+
+Summary = dict[str, Any]  # policy/glance.py: JSON, made from one record
+Summarize = Callable[[CertRecord], Summary]
+
+
+class GlanceSource(Protocol):
+    """Where a cached glance's summary and record come from when asked for (store/index.py)."""
+
+    def summary(self, at: int) -> Summary | None:
+        """The stored summary of entry `at`, or None when it cannot be read."""
+
+    def record(self, name: str, at: int) -> CertRecord:
+        """The record of entry `at` (from its source of truth when the cache's doesn't parse)."""
+
+
+class Glance:
+    """One certificate as `list` and `renew-due` first see it: the spans of time in which
+    renew-due has nothing to do for it (`quiet`), its summary and its whole record, both
+    read only when asked for (policy/glance.py)."""
+
+    __slots__ = ("_at", "_record", "_source", "_summary", "name", "quiet")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        quiet: list[Any] | None = None,
+        summary: Summary | None = None,
+        record: CertRecord | CertctlError | None = None,
+        source: GlanceSource | None = None,
+        at: int = 0,
+    ) -> None:
+        self.name = name
+        self.quiet = quiet  # None: not known, ask the record
+        self._summary = summary
+        self._record = record
+        self._source = source
+        self._at = at
+
+    def summary(self) -> Summary | None:
+        """The summary; None when the record could not be read (then load() says why)."""
+        if self._summary is None and self._source is not None:
+            self._summary = self._source.summary(self._at)
+        return self._summary
+
+    def load(self) -> CertRecord:
+        """The whole record; the CertctlError reading it when it cannot be read."""
+        record = self._record
+        if record is None and self._source is not None:
+            record = self._record = self._source.record(self.name, self._at)
+        if isinstance(record, CertctlError):
+            raise record
+        assert record is not None, "a glance has a record or a source"
+        return record
+
+
+def glances_of(
+    records: list[tuple[str, CertRecord | CertctlError]], summarize: Summarize
+) -> list[Glance]:
+    """Glances made from records read in full (a store without a summary cache)."""
+    result = []
+    for name, record in records:
+        if isinstance(record, CertRecord):
+            summary = summarize(record)
+            result.append(Glance(name, quiet=summary["quiet"], summary=summary, record=record))
+        else:
+            result.append(Glance(name, record=record))
+    return result
 
 
 @dataclass(frozen=True)
@@ -141,6 +210,11 @@ class CertStore(Protocol):
 
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), fast for large stores."""
+        ...
+
+    def glances(self, summarize: Summarize, key: str) -> list[Glance]:
+        """Every certificate's summary (`summarize`, kept under `key` where cached) and its
+        record on demand, fast for large stores."""
         ...
 
     def write(self, record: CertRecord) -> None:

@@ -9,7 +9,7 @@ import re
 from certctl.errors import BadInput, CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current, RecordError
 from certctl.policy.names import check_cert_name
-from certctl.store.contract import LivePaths
+from certctl.store.contract import Glance, LivePaths, Summarize
 from certctl.store.files import (
     CERT_MODE,
     KEY_MODE,
@@ -129,6 +129,12 @@ class Store(StoreFleet):
         from certctl.store.index import cached_records  # imported when used: json and the cache
 
         return cached_records(self)
+
+    def glances(self, summarize: Summarize, key: str) -> list[Glance]:
+        """Every certificate's summary and its record on demand, from the index.json cache."""
+        from certctl.store.index import cached_glances
+
+        return cached_glances(self, summarize, key)
 
     def write(self, record: CertRecord) -> None:
         """Write a certificate's record atomically (creating its directory)."""
