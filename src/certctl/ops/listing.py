@@ -63,20 +63,18 @@ def list_certificates(ctx: Context) -> list[ListEntry]:
     Each row comes from the certificate's summary (policy/glance.py), which the store
     keeps in its index, so a large store is listed without parsing every record.
     """
-    from functools import partial
-
     from certctl.errors import CertctlError, NotFound
 
     now = ctx.now()
     notice_days = ctx.settings.notice_days
     entries = []
     fleet = ctx.store.all_deployments()
-    summarize = partial(glance.summarize, notice_days=notice_days)
-    for found in ctx.store.glances(summarize, glance.summary_key(notice_days)):
+    summarizer = glance.Summarizer(notice_days, now)
+    for found in ctx.store.glances(summarizer):
         name, summary = found.name, found.summary()
         if summary is None or not glance.well_formed(summary):
             try:
-                summary = summarize(found.load())
+                summary = summarizer.at_now(found.load())
             except NotFound:
                 continue  # a first order interrupted before its metadata was written
             except CertctlError as e:

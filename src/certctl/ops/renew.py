@@ -14,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from certctl.context import Context
@@ -109,8 +108,7 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     now = ctx.now()
     candidates: dict[str, int | None] = {}
     outcomes: list[Outcome] = []
-    summarize = partial(glance.summarize, notice_days=notice_days)
-    glances = ctx.store.glances(summarize, glance.summary_key(notice_days))
+    glances = ctx.store.glances(glance.Summarizer(notice_days, now))
     for found in glances:
         name = found.name
         if name not in options.force and glance.quiet_at(found.quiet, now):

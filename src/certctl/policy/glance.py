@@ -17,11 +17,11 @@ the policy code it was made with: `summary_key` names both.
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from certctl.models import SOURCE_UPLOAD, CertRecord
-from certctl.policy import timing
 
 FORMAT = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,7 +35,8 @@ def summary_key(notice_days: float) -> str:
     import zlib  # a checksum of the policy's source: an upgraded certctl re-derives every summary
     from pathlib import Path
 
-    sources = Path(timing.__file__).read_bytes() + Path(__file__).read_bytes()
+    here = Path(__file__)
+    sources = here.with_name("timing.py").read_bytes() + here.read_bytes()
     return f"{FORMAT}:{zlib.crc32(sources):08x}:{notice_days!r}"
 
 
@@ -51,6 +52,8 @@ def instants(record: CertRecord, notice_days: float) -> list[datetime]:
     the points the policy derives from them: the due point, the start of the notice
     window and the end of the current back-off.
     """
+    from certctl.policy import timing  # only to make summaries: list reads them
+
     found: set[datetime] = set()
     if record.order is not None and record.order.expires is not None:
         found.add(record.order.expires)
@@ -82,6 +85,8 @@ def _datetimes(value: Any) -> list[datetime]:
 def quiet(record: CertRecord, now: datetime, notice_days: float) -> bool:
     """True when renew-due has nothing to do for this record at `now`: no renewal, no
     notice, no ARI to refresh (its pre-filter, before notices already sent are counted)."""
+    from certctl.policy import timing  # only to make summaries: list reads them
+
     if record.current is None:
         return True
     if timing.ari_check_due(record, now):
@@ -90,12 +95,36 @@ def quiet(record: CertRecord, now: datetime, notice_days: float) -> bool:
     return not (decision.renew or decision.notify)
 
 
-def summarize(record: CertRecord, notice_days: float) -> Summary:
-    """The record's summary: its `list` row, its state over time and its quiet spans."""
-    points = instants(record, notice_days)
+@dataclass(frozen=True)
+class Summarizer:
+    """Summaries under one notice-days setting, for a run at `now` (a store.Summarizer)."""
+
+    notice_days: float
+    now: datetime
+
+    @property
+    def key(self) -> str:
+        """What a kept summary must have been made with: this policy, these notice days."""
+        return summary_key(self.notice_days)
+
+    def __call__(self, record: CertRecord) -> Summary:
+        """The summary for all time (what the index keeps)."""
+        return summarize(record, self.notice_days)
+
+    def at_now(self, record: CertRecord) -> Summary:
+        """A summary true at `now` only: one policy answer instead of one per instant."""
+        return summarize(record, self.notice_days, only=self.now)
+
+
+def summarize(record: CertRecord, notice_days: float, only: datetime | None = None) -> Summary:
+    """The record's summary: its `list` row, its state over time and its quiet spans
+    (with `only`: the state and quietness at that moment, as if for all time)."""
+    from certctl.policy import timing  # only to make summaries: list reads them
+
+    points = [] if only is not None else instants(record, notice_days)
     # a moment in each span between consecutive instants: the first one before them all
     starts: list[datetime | None] = [None, *points]
-    probes = [points[0] - MICROSECOND if points else EPOCH, *points]
+    probes = [only or (points[0] - MICROSECOND if points else EPOCH), *points]
     states: list[list[Any]] = []
     spans: list[list[int | None]] = []
     for start, probe in zip(starts, probes, strict=True):

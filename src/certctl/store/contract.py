@@ -20,7 +20,7 @@ What both guarantee (README "Store backends"):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +51,20 @@ class LivePaths:
 
 
 Summary = dict[str, Any]  # policy/glance.py: JSON, made from one record
-Summarize = Callable[[CertRecord], Summary]
+
+
+class Summarizer(Protocol):
+    """Makes a record's summary (policy/glance.py's Summarizer)."""
+
+    @property
+    def key(self) -> str:
+        """What a kept summary must have been made with to be used."""
+
+    def __call__(self, record: CertRecord) -> Summary:
+        """The summary for all time: what a store's cache keeps."""
+
+    def at_now(self, record: CertRecord) -> Summary:
+        """A summary true at the run's moment only (cheaper): for a store that keeps none."""
 
 
 class GlanceSource(Protocol):
@@ -106,13 +119,13 @@ class Glance:
 
 
 def glances_of(
-    records: list[tuple[str, CertRecord | CertctlError]], summarize: Summarize
+    records: list[tuple[str, CertRecord | CertctlError]], summarizer: Summarizer
 ) -> list[Glance]:
     """Glances made from records read in full (a store without a summary cache)."""
     result = []
     for name, record in records:
         if isinstance(record, CertRecord):
-            summary = summarize(record)
+            summary = summarizer.at_now(record)
             result.append(Glance(name, quiet=summary["quiet"], summary=summary, record=record))
         else:
             result.append(Glance(name, record=record))
@@ -212,9 +225,9 @@ class CertStore(Protocol):
         """Every certificate's record (or the error reading it), fast for large stores."""
         ...
 
-    def glances(self, summarize: Summarize, key: str) -> list[Glance]:
-        """Every certificate's summary (`summarize`, kept under `key` where cached) and its
-        record on demand, fast for large stores."""
+    def glances(self, summarizer: Summarizer) -> list[Glance]:
+        """Every certificate's glance: when renew-due has nothing to do for it, its summary
+        (made by `summarizer`, kept where cached) and its record, fast for large stores."""
         ...
 
     def write(self, record: CertRecord) -> None:

@@ -9,7 +9,7 @@ import re
 from certctl.errors import BadInput, CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current, RecordError
 from certctl.policy.names import check_cert_name
-from certctl.store.contract import Glance, LivePaths, Summarize
+from certctl.store.contract import Glance, LivePaths, Summarizer
 from certctl.store.files import (
     CERT_MODE,
     KEY_MODE,
@@ -130,11 +130,11 @@ class Store(StoreFleet):
 
         return cached_records(self)
 
-    def glances(self, summarize: Summarize, key: str) -> list[Glance]:
+    def glances(self, summarizer: Summarizer) -> list[Glance]:
         """Every certificate's summary and its record on demand, from the index.json cache."""
         from certctl.store.index import cached_glances
 
-        return cached_glances(self, summarize, key)
+        return cached_glances(self, summarizer)
 
     def write(self, record: CertRecord) -> None:
         """Write a certificate's record atomically (creating its directory)."""

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from certctl.errors import CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import CertRecord
-from certctl.store.contract import Glance, Summarize, Summary
+from certctl.store.contract import Glance, Summarizer, Summary
 from certctl.store.files import META_MODE, atomic_write, json_decode, json_encode
 
 INDEX = "index.json"
@@ -80,11 +80,9 @@ def cached_records(store: RecordSource) -> list[tuple[str, CertRecord | CertctlE
 Kept = tuple[list[Any], Any, bytes, bytes] | tuple[list[Any], Any, int]
 
 
-def cached_glances(
-    store: RecordSource, summarize: Summarize | None = None, key: str | None = None
-) -> list[Glance]:
+def cached_glances(store: RecordSource, summarize: Summarizer | None = None) -> list[Glance]:
     """Every certificate's glance: its quiet spans, summary (made by `summarize`, kept
-    under `key`) and record, fast for large stores.
+    under its key) and record, fast for large stores.
 
     Entries whose stamp is unchanged come from index.json: quiet spans and summary as
     stored when made under the same key, summary and record parsed only when asked for.
@@ -94,7 +92,8 @@ def cached_glances(
     """
     certs = f"{store.root}/certs"
     index = _read_index(store)
-    keep_summaries = summarize is None or index.key == key
+    key = summarize.key if summarize is not None else index.key
+    keep_summaries = index.key == key
     settled = time_ns() - RACY_NS  # changed before this instant: safe to cache
     kept: dict[str, Kept] = {}
     result: list[Glance] = []
@@ -137,7 +136,7 @@ def cached_glances(
             line = json.dumps(record.to_dict(), default=json_encode).encode()
             kept[name] = (stamp, quiet, json.dumps(summary).encode(), line)
     if dirty or len(kept) != len(index.heads):
-        _write_index(store, index, kept, key if summarize is not None else index.key)
+        _write_index(store, index, kept, key)
     return result
 
 

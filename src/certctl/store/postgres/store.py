@@ -13,7 +13,7 @@ from typing import Any
 from certctl.errors import CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current
 from certctl.policy.names import check_cert_name
-from certctl.store.contract import Glance, LivePaths, Summarize, glances_of
+from certctl.store.contract import Glance, LivePaths, Summarizer, glances_of
 from certctl.store.files import LIVE_FILES, fault_point
 from certctl.store.origin import origin_of
 from certctl.store.postgres.base import from_json, to_json
@@ -95,9 +95,9 @@ class PgStore(PgFleet):
                 result.append((name, e))
         return result
 
-    def glances(self, summarize: Summarize, key: str) -> list[Glance]:
+    def glances(self, summarizer: Summarizer) -> list[Glance]:
         """Every certificate's summary, made from its record (one query, no cache)."""
-        return glances_of(self.records(), summarize)
+        return glances_of(self.records(), summarizer)
 
     def write(self, record: CertRecord) -> None:
         """Write a certificate's record (creating the certificate)."""
