@@ -1,18 +1,21 @@
-"""`list` and `renew-due` over the index's summaries: the same answers, without parsing.
+"""`list` and `renew-due` over kept summaries: the same answers, without parsing.
 
-A realistic store (the benchmark's builder: valid, due, expiring, expired, pending,
-failed; uploads and ACME) is listed and checked at several moments with an injected
-clock. What the summaries give must equal what the records themselves say
-(`status_of`, renew-due's own pre-filter), and once the index is fresh neither command
-parses a record it does not need: `list` none, `renew-due` only those with something
-to do. Counting the parses is the proof that the fast path is taken; the timing is
-benchmarks/bench.py's (renew-due-10000, list-1000).
+Both backends keep each record's summary (policy/glance.py): the directory store in
+index.json, the PostgreSQL store in certctl_summaries. A realistic store (the
+benchmark's builder: valid, due, expiring, expired, pending, failed; uploads and ACME)
+is listed and checked at several moments with an injected clock. What the summaries
+give must equal what the records themselves say (`status_of`, renew-due's own
+pre-filter), and once the summaries are kept neither command parses a record it does
+not need: `list` none, `renew-due` only those with something to do. Counting the
+parses is the proof that the fast path is taken; the timing is benchmarks/bench.py's
+(renew-due-10000, list-1000, and their PostgreSQL twins).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,11 @@ from certctl.ops.renew import RenewOptions, _needs_attention, renew_due
 from certctl.policy import glance, timing
 from certctl.store import Store
 from certctl.store import index as store_index
+from certctl.store.opening import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+from conftest import store_key
 from storebuilder import build_store
 
 COUNT = 120
@@ -42,16 +47,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def store(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
-    """A copy of the built store whose records count as written long ago (cacheable)."""
-    import shutil
-
-    root = tmp_path / "store"
-    shutil.copytree(built, root, symlinks=True)
-    real = time.time_ns
-    monkeypatch.setattr(store_index, "time_ns", lambda: real() + 3600 * 10**9)
-    return Store(root)
+@pytest.fixture(params=["filesystem", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """A copy of the built store (directory: its records count as written long ago, so
+    they may be cached), or the same certificates in a fresh PostgreSQL database."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        key = store_key(tmp_path)
+        build_store(url, count=COUNT, seed=4242, key_file=key)
+        store = open_store(url, key_file=key)
+        yield store
+        store.close()
+        return
+    yield request.getfixturevalue("directory_store")
 
 
 @pytest.fixture
@@ -69,7 +79,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def context(store: Store, at: datetime, notice_days: float = 14.0) -> Context:
+def context(store: Any, at: datetime, notice_days: float = 14.0) -> Context:
     return Context(store=store, settings=Settings(notice_days=notice_days), clock=lambda: at)
 
 
@@ -77,7 +87,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 MOMENTS = [NOW, NOW + timedelta(days=9, hours=3), NOW + timedelta(days=45), NOW - timedelta(days=3)]
 
 
-def truth(store: Store, at: datetime, notice_days: float) -> dict[str, tuple[Any, ...]]:
+def truth(store: Any, at: datetime, notice_days: float) -> dict[str, tuple[Any, ...]]:
     """Each certificate's row as its record says, read from meta.toml."""
     found = {}
     for name in store.names():
@@ -89,7 +99,7 @@ def truth(store: Store, at: datetime, notice_days: float) -> dict[str, tuple[Any
 
 @pytest.mark.parametrize("notice_days", [14.0, 3.0])
 def test_list_from_summaries_is_what_the_records_say_at_every_moment(
-    store: Store, parses: list[str], notice_days: float
+    store: Any, parses: list[str], notice_days: float
 ) -> None:
     list_certificates(context(store, NOW, notice_days))  # builds the index
     for at in MOMENTS:
@@ -103,9 +113,22 @@ def test_list_from_summaries_is_what_the_records_say_at_every_moment(
     assert {"valid", "due", "expired", "pending order", "failed"} <= states  # a real mix
 
 
+@pytest.fixture
+def directory_store(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The directory store alone (index.json is its cache; PostgreSQL's: the test below)."""
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(built, root, symlinks=True)
+    real = time.time_ns
+    monkeypatch.setattr(store_index, "time_ns", lambda: real() + 3600 * 10**9)
+    return Store(root)
+
+
 def test_list_is_the_same_with_a_fresh_a_missing_and_a_foreign_index(
-    store: Store, parses: list[str]
+    directory_store: Store, parses: list[str]
 ) -> None:
+    store = directory_store
     index = store.root / "index.json"
     first = [e.to_json() for e in list_certificates(context(store, NOW))]
     assert len(parses) == COUNT and index.is_file()  # no index yet: every record parsed
@@ -125,7 +148,7 @@ def test_list_is_the_same_with_a_fresh_a_missing_and_a_foreign_index(
 
 
 def test_renew_due_parses_only_the_records_with_something_to_do(
-    store: Store, parses: list[str]
+    store: Any, parses: list[str]
 ) -> None:
     options = RenewOptions(dry_run=True)
     renew_due(context(store, NOW), options)  # builds the index
@@ -148,7 +171,7 @@ def test_renew_due_parses_only_the_records_with_something_to_do(
     assert 0 < len(wanted) < COUNT
 
 
-def test_a_changed_record_is_summarized_again(store: Store, parses: list[str]) -> None:
+def test_a_changed_record_is_summarized_again(store: Any, parses: list[str]) -> None:
     list_certificates(context(store, NOW))
     name = next(e.name for e in list_certificates(context(store, NOW)) if e.state == "valid")
     record = store.read(name)
@@ -159,3 +182,49 @@ def test_a_changed_record_is_summarized_again(store: Store, parses: list[str]) -
     rows = {e.name: e for e in list_certificates(context(store, NOW))}
     assert rows[name].state == "due"
     assert set(parses) == {name}
+
+
+def test_postgresql_summaries_follow_a_record_changed_by_another_host(
+    pg_url: str, tmp_path: Path, parses: list[str]
+) -> None:
+    """A record rewritten behind certctl's back (another host, an older certctl, SQL)
+    is summarized again: a kept summary is used only for the record it was made from."""
+    key = store_key(tmp_path)
+    build_store(pg_url, count=20, seed=7, mix={}, key_file=key)
+    store = open_store(pg_url, key_file=key)
+    try:
+        first = {e.name: e for e in list_certificates(context(store, NOW))}
+        name = next(  # renewed automatically: renew_before makes it due
+            n for n, e in sorted(first.items()) if e.source == "acme" and "manual" not in e.method
+        )
+        assert first[name].state == "valid"
+        parses.clear()
+        list_certificates(context(store, NOW))
+        assert parses == []  # every summary kept
+        left = first[name].days_left
+        assert left is not None
+        store.run(
+            "edit behind certctl",
+            "UPDATE certctl_certificates SET record = jsonb_set(record,"
+            " '{renew_before_days}', to_jsonb(%s::float)) WHERE name = %s",
+            (left + 1.0, name),
+        )
+        rows = {e.name: e for e in list_certificates(context(store, NOW))}
+        assert rows[name].state == "due"
+        assert parses == [name]  # only the changed record summarized again
+        summary = store.run(
+            "read", "SELECT summary FROM certctl_summaries WHERE name = %s", (name,)
+        ).fetchone()[0]
+        assert glance.state_at(summary, NOW)[0] == "due"  # and kept again
+        # a read-only session: nothing kept, the answers are the same
+        store.run("read-only", "SET default_transaction_read_only = on")
+        store.run("drop", "SET default_transaction_read_only = off")
+        store.run("forget", "DELETE FROM certctl_summaries")
+        store.run("read-only", "SET default_transaction_read_only = on")
+        again = {e.name: e.state for e in list_certificates(context(store, NOW))}
+        assert again == {n: e.state for n, e in rows.items()}
+        store.run("drop", "SET default_transaction_read_only = off")
+        count = store.run("count", "SELECT count(*) FROM certctl_summaries").fetchone()[0]
+        assert count == 0
+    finally:
+        store.close()

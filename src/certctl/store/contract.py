@@ -118,20 +118,6 @@ class Glance:
         return record
 
 
-def glances_of(
-    records: list[tuple[str, CertRecord | CertctlError]], summarizer: Summarizer
-) -> list[Glance]:
-    """Glances made from records read in full (a store without a summary cache)."""
-    result = []
-    for name, record in records:
-        if isinstance(record, CertRecord):
-            summary = summarizer.at_now(record)
-            result.append(Glance(name, quiet=summary["quiet"], summary=summary, record=record))
-        else:
-            result.append(Glance(name, record=record))
-    return result
-
-
 @dataclass(frozen=True)
 class Finding:
     """One problem in the store (`doctor`)."""

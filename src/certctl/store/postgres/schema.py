@@ -14,6 +14,8 @@ schema is newer than this certctl knows is refused before anything is written.
     certctl_locks         name → fencing token, holder, lease expiry
     certctl_challenges    token → HTTP-01 response (schema 2: fleets)
     certctl_deployments   (name, host) → version deployed there, when (schema 2)
+    certctl_summaries     name → summary of the record whose md5 it names, under a key
+                          (schema 3: a cache for list and renew-due, policy/glance.py)
 """
 
 from __future__ import annotations
@@ -83,6 +85,17 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
                 version integer NOT NULL,
                 deployed_at timestamptz NOT NULL,
                 PRIMARY KEY (name, host))""",
+        ),
+    ),
+    (
+        3,  # summaries: list and renew-due without parsing every record (a cache)
+        (
+            """CREATE TABLE certctl_summaries (
+                name text PRIMARY KEY,
+                key text NOT NULL,
+                record_hash text NOT NULL,
+                quiet jsonb,
+                summary jsonb NOT NULL)""",
         ),
     ),
 ]

@@ -13,9 +13,10 @@ from typing import Any
 from certctl.errors import CertctlError, NotFound, StoreError
 from certctl.models import CertRecord, Current
 from certctl.policy.names import check_cert_name
-from certctl.store.contract import Glance, LivePaths, Summarizer, glances_of
+from certctl.store.contract import Glance, LivePaths, Summarizer
 from certctl.store.files import LIVE_FILES, fault_point
 from certctl.store.origin import origin_of
+from certctl.store.postgres import summaries
 from certctl.store.postgres.base import from_json, to_json
 from certctl.store.postgres.fleet import PgFleet
 
@@ -81,23 +82,11 @@ class PgStore(PgFleet):
 
     def records(self) -> list[tuple[str, CertRecord | CertctlError]]:
         """Every certificate's record (or the error reading it), in one query."""
-        if not self.exists():
-            return []
-        rows = self.run(
-            "list certificates",
-            "SELECT name, record::text FROM certctl_certificates ORDER BY name",
-        ).fetchall()
-        result: list[tuple[str, CertRecord | CertctlError]] = []
-        for name, text in rows:
-            try:
-                result.append((name, self._parse(name, text)))
-            except StoreError as e:
-                result.append((name, e))
-        return result
+        return summaries.records(self)
 
     def glances(self, summarizer: Summarizer) -> list[Glance]:
-        """Every certificate's summary, made from its record (one query, no cache)."""
-        return glances_of(self.records(), summarizer)
+        """Every certificate's glance in one query, summaries kept in certctl_summaries."""
+        return summaries.glances(self, summarizer)
 
     def write(self, record: CertRecord) -> None:
         """Write a certificate's record (creating the certificate)."""
@@ -121,7 +110,8 @@ class PgStore(PgFleet):
             raise NotFound(f"no certificate named {name!r} in {self.location}: see 'certctl list'")
         with self.transaction():
             self.fence(name)
-            for table in ("live", "versions", "pending_keys", "deployments", "certificates"):
+            tables = ("live", "versions", "pending_keys", "deployments", "summaries")
+            for table in (*tables, "certificates"):
                 self.run(
                     f"remove {name!r}",
                     f"DELETE FROM certctl_{table} WHERE name = %s",  # noqa: S608

@@ -1,0 +1,120 @@
+"""Reading every certificate of the PostgreSQL store at once: all records, or glances
+with their summaries (schema 3), so `list` and `renew-due` need not parse every record.
+
+certctl_summaries keeps, per certificate, the summary (policy/glance.py) made from its
+record, with the md5 of that record's JSON and the summarizer's key. A summary is used
+only when both still match, so a record written by any host since (or by an older
+certctl) is summarized again, never shown from a stale summary; and a summary is a
+cache: failing to keep one (a read-only replica) costs the next run time, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from certctl.errors import CertctlError, StoreError
+from certctl.models import CertRecord
+from certctl.store.contract import Glance, Summarizer, Summary
+from certctl.store.postgres.base import from_json, to_json
+
+log = logging.getLogger(__name__)
+
+
+class PgStore(Protocol):
+    """What these reads need of the PostgreSQL store (store.py's PgStore)."""
+
+    def exists(self) -> bool: ...
+    def run(self, doing: str, sql: str, params: Any = None) -> Any: ...
+    def conn(self) -> Any: ...
+    def read(self, name: str) -> CertRecord: ...
+    def _parse(self, name: str, text: str) -> CertRecord: ...
+
+
+def records(store: PgStore) -> list[tuple[str, CertRecord | CertctlError]]:
+    """Every certificate's record (or the error reading it), in one query."""
+    if not store.exists():
+        return []
+    rows = store.run(
+        "list certificates",
+        "SELECT name, record::text FROM certctl_certificates ORDER BY name",
+    ).fetchall()
+    result: list[tuple[str, CertRecord | CertctlError]] = []
+    for name, text in rows:
+        try:
+            result.append((name, store._parse(name, text)))
+        except StoreError as e:
+            result.append((name, e))
+    return result
+
+
+def glances(store: PgStore, summarizer: Summarizer) -> list[Glance]:
+    """Every certificate's glance, in one query: the summary kept in certctl_summaries
+    when it was made under the same key from this very record (its md5), else made now
+    and kept for the next run; records are read only when asked for."""
+    if not store.exists():
+        return []
+    rows = store.run(
+        "list certificates",
+        "SELECT c.name, s.quiet::text, s.summary::text,"
+        " CASE WHEN s.name IS NULL THEN c.record::text END, md5(c.record::text)"
+        " FROM certctl_certificates c LEFT JOIN certctl_summaries s"
+        " ON s.name = c.name AND s.key = %s AND s.record_hash = md5(c.record::text)"
+        " ORDER BY c.name",
+        (summarizer.key,),
+    ).fetchall()
+    source = _KeptSummaries(store)
+    result: list[Glance] = []
+    made = []
+    for name, quiet, summary, text, digest in rows:
+        if text is None:  # kept, and made from this record
+            at = len(source.texts)
+            source.texts.append(summary)
+            result.append(Glance(name, quiet=from_json(quiet), source=source, at=at))
+            continue
+        try:
+            record = store._parse(name, text)
+        except StoreError as e:
+            result.append(Glance(name, record=e))
+            continue
+        made_summary = summarizer(record)
+        quiet_spans = made_summary["quiet"]
+        result.append(Glance(name, quiet=quiet_spans, summary=made_summary, record=record))
+        made.append((name, summarizer.key, digest, to_json(quiet_spans), to_json(made_summary)))
+    if made:
+        _keep_summaries(store, made)
+    return result
+
+
+def _keep_summaries(store: PgStore, rows: list[tuple[str, str, str, str, str]]) -> None:
+    """Store summaries for the next run; a cache: a read-only store just goes without."""
+    try:
+        conn = store.conn()
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO certctl_summaries (name, key, record_hash, quiet, summary)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
+                " key = EXCLUDED.key, record_hash = EXCLUDED.record_hash,"
+                " quiet = EXCLUDED.quiet, summary = EXCLUDED.summary",
+                rows,
+            )
+    except Exception as e:
+        log.debug("summaries not kept: %s", e)
+
+
+class _KeptSummaries:
+    """The summaries one glances() query found kept (as JSON text, parsed when asked for)."""
+
+    def __init__(self, store: PgStore) -> None:
+        self.store = store
+        self.texts: list[str] = []
+
+    def summary(self, at: int) -> Summary | None:
+        try:
+            summary = from_json(self.texts[at])
+        except ValueError:
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def record(self, name: str, at: int) -> CertRecord:
+        return self.store.read(name)
