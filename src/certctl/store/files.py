@@ -7,7 +7,7 @@ import errno
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,11 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_temp(
-    directory: Path, name: str, data: bytes, mode: int, owner: tuple[int, int] = (-1, -1)
+    directory: Path,
+    name: str,
+    data: bytes | Iterable[bytes],
+    mode: int,
+    owner: tuple[int, int] = (-1, -1),
 ) -> Path:
     """A new fsynced file next to `name` in `directory`, with `mode` (and owner) from the start.
 
@@ -126,16 +130,20 @@ def write_temp(
     return tmp
 
 
-def write_new(path: Path, data: bytes, mode: int, owner: tuple[int, int] = (-1, -1)) -> None:
-    """Create `path` (never an existing file, never through a symlink), write it, fsync it."""
+def write_new(
+    path: Path, data: bytes | Iterable[bytes], mode: int, owner: tuple[int, int] = (-1, -1)
+) -> None:
+    """Create `path` (never an existing file, never through a symlink), write it (`data`,
+    or its chunks as they come: a large file need not be joined in memory), fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
     try:
         if owner != (-1, -1):
             os.fchown(fd, *owner)
         os.fchmod(fd, mode)  # whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for chunk in [data] if isinstance(data, bytes) else data:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
         _fsync(fd)
     except BaseException:
         os.close(fd)
@@ -145,8 +153,9 @@ def write_new(path: Path, data: bytes, mode: int, owner: tuple[int, int] = (-1, 
     os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` atomically with `mode` from the first byte on."""
+def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int) -> None:
+    """Write `data` (or its chunks, in order) to `path` atomically with `mode` from the
+    first byte on."""
     tmp = write_temp(path.parent, path.name, data, mode)
     try:
         os.replace(tmp, path)

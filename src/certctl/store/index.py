@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from time import time_ns
@@ -96,6 +97,7 @@ def cached_glances(store: RecordSource, summarize: Summarizer | None = None) -> 
     keep_summaries = index.key == key
     settled = time_ns() - RACY_NS  # changed before this instant: safe to cache
     kept: dict[str, Kept] = {}
+    made = _Made(store)
     result: list[Glance] = []
     dirty = False
     for name in store.names():
@@ -131,26 +133,83 @@ def cached_glances(store: RecordSource, summarize: Summarizer | None = None) -> 
         dirty = True
         summary = summarize(record) if summarize is not None else None
         quiet = summary["quiet"] if summary is not None else None
-        result.append(Glance(name, quiet=quiet, summary=summary, record=record))
         if stat.S_ISREG(st.st_mode) and max(st.st_ctime_ns, st.st_mtime_ns) < settled:
-            line = json.dumps(record.to_dict(), default=json_encode).encode()
-            kept[name] = (stamp, quiet, json.dumps(summary).encode(), line)
+            lines = (json.dumps(summary).encode(), _record_line(record))
+            kept[name] = (stamp, quiet, *lines)
+            # held as the lines written, not as objects: a rebuild of a large store
+            # keeps its peak memory near a cached run's
+            result.append(Glance(name, quiet=quiet, source=made, at=made.add(*lines)))
+        else:
+            result.append(Glance(name, quiet=quiet, summary=summary, record=record))
     if dirty or len(kept) != len(index.heads):
         _write_index(store, index, kept, key)
     return result
 
 
-def checksum(body: bytes | memoryview) -> int:
-    """The header's checksum of the body: catches hand edits and torn or stray bytes."""
+def checksum(body: bytes | memoryview, running: int = 0) -> int:
+    """The header's checksum of the body (CRC-32, continuing from `running`): catches
+    hand edits and torn or stray bytes."""
     import zlib  # 0.5 ms, only when there is an index to check or write
 
-    return zlib.crc32(body)
+    return zlib.crc32(body, running)
 
 
-class _Index:
+def _record_line(record: CertRecord) -> bytes:
+    return json.dumps(record.to_dict(), default=json_encode).encode()
+
+
+class _Lines:
+    """Summaries and records as JSON lines, parsed when asked for (a GlanceSource)."""
+
+    def __init__(self, store: RecordSource) -> None:
+        self.store = store
+
+    def summary_line(self, at: int) -> bytes:
+        raise NotImplementedError
+
+    def record_line(self, at: int) -> bytes:
+        raise NotImplementedError
+
+    def summary(self, at: int) -> Summary | None:
+        try:
+            summary = json.loads(self.summary_line(at))
+        except (ValueError, RecursionError):
+            return None
+        return summary if isinstance(summary, dict) else None
+
+    def record(self, name: str, at: int) -> CertRecord:
+        try:
+            data = json.loads(self.record_line(at), object_hook=json_decode)
+            record = CertRecord.from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
+            record = None
+        if record is None or record.name != name:
+            return self.store.read(name)  # the cache is wrong: its source of truth
+        return record
+
+
+class _Made(_Lines):
+    """The entries this run read from meta.toml, as the lines it writes to the cache."""
+
+    def __init__(self, store: RecordSource) -> None:
+        super().__init__(store)
+        self._lines: list[tuple[bytes, bytes]] = []
+
+    def add(self, summary: bytes, record: bytes) -> int:
+        self._lines.append((summary, record))
+        return len(self._lines) - 1
+
+    def summary_line(self, at: int) -> bytes:
+        return self._lines[at][0]
+
+    def record_line(self, at: int) -> bytes:
+        return self._lines[at][1]
+
+
+class _Index(_Lines):
     """What index.json holds: the summaries' key, each name's [stamp, quiet spans, entry
-    number], and the summary and record lines, found and parsed when asked for (a
-    GlanceSource). The file stays one buffer: no line is copied out until it is used."""
+    number], and the summary and record lines, found and parsed when asked for. The
+    file stays one buffer: no line is copied out until it is used."""
 
     def __init__(
         self,
@@ -160,7 +219,7 @@ class _Index:
         data: bytes = b"",
         start: int = 0,
     ) -> None:
-        self.store = store
+        super().__init__(store)
         self.key = key
         self.heads = heads or {}
         self._data = data
@@ -183,23 +242,6 @@ class _Index:
 
     def record_line(self, at: int) -> bytes:
         return self._line(len(self.heads) + at)
-
-    def summary(self, at: int) -> Summary | None:
-        try:
-            summary = json.loads(self.summary_line(at))
-        except (ValueError, RecursionError):
-            return None
-        return summary if isinstance(summary, dict) else None
-
-    def record(self, name: str, at: int) -> CertRecord:
-        try:
-            data = json.loads(self.record_line(at), object_hook=json_decode)
-            record = CertRecord.from_dict(data)
-        except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
-            record = None
-        if record is None or record.name != name:
-            return self.store.read(name)  # the cache is wrong: its source of truth
-        return record
 
 
 def _read_index(store: RecordSource) -> _Index:
@@ -242,6 +284,13 @@ def _read_index(store: RecordSource) -> _Index:
     return _Index(store, key, heads, data, start)
 
 
+def _chunks(lines: list[bytes], size: int = 1000) -> Iterator[bytes]:
+    """The file's bytes, `size` lines at a time: one chunk in memory, never the whole file."""
+    for start in range(0, len(lines), size):
+        chunk = b"\n".join(lines[start : start + size])
+        yield chunk if start + size >= len(lines) else chunk + b"\n"
+
+
 def _well_formed(head: object) -> bool:
     return (
         isinstance(head, list)
@@ -269,8 +318,12 @@ def _write_index(
                 else:
                     summaries.append(entry[2])
                     records.append(entry[3])
-            body = b"\n".join([json.dumps(heads).encode(), *summaries, *records]) + b"\n"
-            fields = {"format": INDEX_FORMAT, "crc32": checksum(body), "key": key}
-            atomic_write(store.root / INDEX, json.dumps(fields).encode() + b"\n" + body, META_MODE)
+            lines = [json.dumps(heads).encode(), *summaries, *records, b""]
+            crc = 0  # of the body, line by line: the file is joined once, never copied
+            for line in lines[:-1]:
+                crc = checksum(b"\n", checksum(line, crc))
+            fields = {"format": INDEX_FORMAT, "crc32": crc, "key": key}
+            lines.insert(0, json.dumps(fields).encode())
+            atomic_write(store.root / INDEX, _chunks(lines), META_MODE)
     except (LockHeld, StoreError, OSError):
         pass  # a cache (on a read-only store too): the next reader refreshes it
