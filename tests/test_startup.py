@@ -69,6 +69,21 @@ def test_no_acme_stack_without_a_ca(tmp_path: Path, args: tuple[str, ...]) -> No
     assert not [m for m in HEAVY if m in modules], sorted(m for m in HEAVY if m in modules)
 
 
+@pytest.mark.parametrize("args", [("list",), ("list", "--json"), ("doctor",)])
+def test_notify_channels_loaded_only_for_a_notify_table(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """The [notify] schema is asked for only when the config file has that table: the
+    channels (with subprocess, email, the webhook client) stay unloaded otherwise, and the
+    policy is not needed to list from kept summaries (here: an empty store)."""
+    modules = loaded_modules(tmp_path / "store", *args)
+    assert not {"certctl.notify", "subprocess", "certctl.policy.timing"} & modules
+    config = tmp_path / "certctl.toml"
+    config.write_text('[notify.command]\ncommand = ["/bin/true"]\n')
+    modules = loaded_modules(tmp_path / "store", *args, env={"CERTCTL_CONFIG": str(config)})
+    assert "certctl.notify" in modules, "the table is checked against the channels' schema"
+
+
 def test_version_does_not_even_load_click(tmp_path: Path) -> None:
     assert "click" not in loaded_modules(tmp_path / "store", "--version")
 

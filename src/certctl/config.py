@@ -304,11 +304,14 @@ class Settings:
 
 
 def load_settings(
-    path: Path | None, explicit: bool, tables: Mapping[str, Table] | None = None
+    path: Path | None,
+    explicit: bool,
+    tables: Mapping[str, Callable[[], Table]] | None = None,
 ) -> Settings:
     """Read and check the config file (a missing default file is fine, an explicit one is not).
 
-    `tables` are the schemas of tables that higher layers own (the [notify] channels).
+    `tables` give the schemas of tables that higher layers own (the [notify] channels),
+    asked for only when the file has such a table: most runs never import their modules.
     """
     settings = Settings()
     if path is None:
@@ -326,7 +329,8 @@ def load_settings(
         return settings
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"config file {path} is not valid TOML: {e}") from None
-    schema = Table({**SCHEMA.keys, **(tables or {})})
+    owned = {k: make() if k in data else Table({}) for k, make in (tables or {}).items()}
+    schema = Table({**SCHEMA.keys, **owned})
     try:
         check_config(data, schema)
     except BadInput as e:

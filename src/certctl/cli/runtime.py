@@ -24,6 +24,12 @@ def default_config() -> str:
     return str(Path(platformdirs.user_config_dir("certctl", appauthor=False)) / "config.toml")
 
 
+def _notify_schema() -> Any:
+    from certctl.notify import CONFIG
+
+    return CONFIG
+
+
 def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any:
     """Build the run's Context from global options, environment and config file."""
     from certctl.cli.globalopts import global_values
@@ -31,7 +37,6 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
     from certctl.cli.render import CliReporter
     from certctl.config import load_settings
     from certctl.context import Context
-    from certctl.notify import CONFIG as NOTIFY_CONFIG
     from certctl.store.opening import open_store
 
     opts = global_values(click_ctx)
@@ -42,7 +47,7 @@ def build_context(click_ctx: click.Context, *, json_output: bool = False) -> Any
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     explicit = opts["config"] is not None
     config = Path(opts["config"] or default_config())
-    settings = load_settings(config, explicit, tables={"notify": NOTIFY_CONFIG})  # all checked
+    settings = load_settings(config, explicit, tables={"notify": _notify_schema})  # all checked
     if opts["server"]:
         settings.server = opts["server"]
     if opts["ca_bundle"]:
