@@ -228,3 +228,28 @@ def test_postgresql_summaries_follow_a_record_changed_by_another_host(
         assert count == 0
     finally:
         store.close()
+
+
+def test_a_one_off_notice_window_is_decided_on_each_record_and_keeps_nothing(
+    store: Any, parses: list[str]
+) -> None:
+    """`renew-due --notice-days N` other than the configured window: the kept quiet spans
+    (made for the configured one) are not used, every record is decided on with N, and
+    the kept summaries stay those of the configured window."""
+    at = NOW + timedelta(days=20)  # some certificates then between 14 and 60 days from the end
+    renew_due(context(store, at), RenewOptions(dry_run=True))  # keeps 14-day summaries
+    wider = RenewOptions(dry_run=True, notice_days=60.0)
+    wanted = {
+        n
+        for n in store.names()
+        if _needs_attention(store.read(n), at, 60.0, [])
+        and not _needs_attention(store.read(n), at, 14.0, [])
+    }
+    assert wanted  # certificates only the wider window warns about
+    parses.clear()
+    report = renew_due(context(store, at), wider)
+    assert set(parses) >= set(store.names())  # every record decided on
+    assert wanted <= {o.name for o in report.outcomes}
+    parses.clear()
+    renew_due(context(store, at), RenewOptions(dry_run=True))
+    assert wanted.isdisjoint(parses)  # the configured window's summaries are still kept

@@ -108,7 +108,10 @@ def renew_due(ctx: Context, options: RenewOptions) -> RenewReport:
     now = ctx.now()
     candidates: dict[str, int | None] = {}
     outcomes: list[Outcome] = []
-    glances = ctx.store.glances(glance.Summarizer(notice_days, now))
+    # summaries are kept for the configured notice window; another one given on the
+    # command line is a one-off: each record is decided on, nothing is kept for it
+    same = notice_days == ctx.settings.notice_days
+    glances = ctx.store.glances(glance.Summarizer(notice_days, now) if same else None)
     for found in glances:
         name = found.name
         if name not in options.force and glance.quiet_at(found.quiet, now):

@@ -108,10 +108,13 @@ class Glance:
         return self._summary
 
     def load(self) -> CertRecord:
-        """The whole record; the CertctlError reading it when it cannot be read."""
+        """The whole record; the CertctlError reading it when it cannot be read.
+
+        A record from a source is parsed on each call, not held: a run over a large
+        store keeps only the records it is working on."""
         record = self._record
         if record is None and self._source is not None:
-            record = self._record = self._source.record(self.name, self._at)
+            record = self._source.record(self.name, self._at)
         if isinstance(record, CertctlError):
             raise record
         assert record is not None, "a glance has a record or a source"
@@ -211,9 +214,11 @@ class CertStore(Protocol):
         """Every certificate's record (or the error reading it), fast for large stores."""
         ...
 
-    def glances(self, summarizer: Summarizer) -> list[Glance]:
+    def glances(self, summarizer: Summarizer | None) -> list[Glance]:
         """Every certificate's glance: when renew-due has nothing to do for it, its summary
-        (made by `summarizer`, kept where cached) and its record, fast for large stores."""
+        (made by `summarizer`, kept where cached) and its record, fast for large stores.
+        Without a summarizer: the records only (read when asked for; no quiet spans, no
+        summaries), and a cache keeps its summaries as they are."""
         ...
 
     def write(self, record: CertRecord) -> None:

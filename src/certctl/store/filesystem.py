@@ -130,7 +130,7 @@ class Store(StoreFleet):
 
         return cached_records(self)
 
-    def glances(self, summarizer: Summarizer) -> list[Glance]:
+    def glances(self, summarizer: Summarizer | None) -> list[Glance]:
         """Every certificate's summary and its record on demand, from the index.json cache."""
         from certctl.store.index import cached_glances
 

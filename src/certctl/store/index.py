@@ -88,8 +88,8 @@ def cached_glances(store: RecordSource, summarize: Summarizer | None = None) -> 
     Entries whose stamp is unchanged come from index.json: quiet spans and summary as
     stored when made under the same key, summary and record parsed only when asked for.
     The others are read from meta.toml and summarized, and the cache is refreshed when
-    nobody else is refreshing it. Without `summarize` (records only), stored summaries
-    are kept as they are.
+    nobody else is refreshing it. Without `summarize` (records only: no quiet spans),
+    stored summaries are kept as they are.
     """
     certs = f"{store.root}/certs"
     index = _read_index(store)
@@ -115,7 +115,8 @@ def cached_glances(store: RecordSource, summarize: Summarizer | None = None) -> 
         if head is not None and head[0] == stamp:
             at = head[2]
             if keep_summaries and (summarize is None or head[1] is not None):
-                result.append(Glance(name, quiet=head[1], source=index, at=at))
+                quiet = head[1] if summarize is not None else None  # only under its key
+                result.append(Glance(name, quiet=quiet, source=index, at=at))
                 kept[name] = (stamp, head[1], at)
                 continue
             try:  # no summary, or one made under another key: summarize the cached record

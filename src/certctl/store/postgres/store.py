@@ -84,7 +84,7 @@ class PgStore(PgFleet):
         """Every certificate's record (or the error reading it), in one query."""
         return summaries.records(self)
 
-    def glances(self, summarizer: Summarizer) -> list[Glance]:
+    def glances(self, summarizer: Summarizer | None) -> list[Glance]:
         """Every certificate's glance in one query, summaries kept in certctl_summaries."""
         return summaries.glances(self, summarizer)
 

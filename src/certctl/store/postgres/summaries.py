@@ -48,10 +48,12 @@ def records(store: PgStore) -> list[tuple[str, CertRecord | CertctlError]]:
     return result
 
 
-def glances(store: PgStore, summarizer: Summarizer) -> list[Glance]:
+def glances(store: PgStore, summarizer: Summarizer | None) -> list[Glance]:
     """Every certificate's glance, in one query: the summary kept in certctl_summaries
     when it was made under the same key from this very record (its md5), else made now
     and kept for the next run; records are read only when asked for."""
+    if summarizer is None:
+        return [Glance(name, record=record) for name, record in records(store)]
     if not store.exists():
         return []
     rows = store.run(
