@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from certctl.models import SOURCE_ACME, SOURCE_UPLOAD, CertRecord, Current, OrderState, Validation
 from certctl.policy import glance, timing
+from test_renewal import record  # the policy tests' record: one certificate, its state
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -66,28 +67,17 @@ def records(draw: Any) -> CertRecord:
             error=draw(st.none() | st.just("validation failed")),
             expires=draw(maybe_at),
         )
-    current = None
-    if draw(st.integers(min_value=0, max_value=9)):  # mostly with a certificate
-        current = Current(
-            version=draw(st.integers(min_value=1, max_value=4)),
-            serial="0a1b",
-            not_before=not_before,
-            not_after=not_before + lifetime,
-            issuer="Test CA",
-            fingerprint="00" * 32,
-            names=["www.example.com"],
-        )
-    return CertRecord(
-        name="www",
-        domains=["www.example.com"],
+    return record(
+        lifetime.total_seconds() / 86400,
+        not_before=not_before,
         source=source,
-        validation=Validation(challenge="http", method=method),
-        renew_before_days=draw(st.none() | st.sampled_from([0.5, 3.0, 30.0, 100.0])),
-        current=current,
-        order=order,
-        revoked=draw(st.integers(min_value=0, max_value=9)) == 0,
+        method=method,
+        renew_before=draw(st.none() | st.sampled_from([0.5, 3.0, 30.0, 100.0])),
         renewal=renewal,
         notices=notices,
+        revoked=draw(st.integers(min_value=0, max_value=9)) == 0,
+        order=order,
+        current=draw(st.integers(min_value=0, max_value=9)) > 0,  # mostly with a certificate
     )
 
 
