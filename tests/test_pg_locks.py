@@ -238,6 +238,8 @@ def test_a_paused_renew_due_is_fenced_and_the_other_host_renews(
     runner.json("obtain", "-d", domain, *standalone(pebble))
     assert runner.run("renew-due").returncode == 0  # ARI fetched: not due by itself
     make_due_by_ari(runner, domain)
+    planned = runner.json("renew-due", "--dry-run")["certificates"]  # why, if it isn't
+    assert [(c["name"], c["action"]) for c in planned] == [(domain, "would-renew")], planned
     env = {**os.environ, **runner.env(), "CERTCTL_CONFIG": str(config)}
     paused = subprocess.Popen(
         [*CERTCTL, "renew-due", "--json"],
