@@ -58,20 +58,20 @@ def glances(store: PgStore, summarizer: Summarizer | None) -> list[Glance]:
         return []
     rows = store.run(
         "list certificates",
-        "SELECT c.name, s.quiet::text, s.summary::text,"
+        "SELECT c.name, s.quiet::text,"
         " CASE WHEN s.name IS NULL THEN c.record::text END, md5(c.record::text)"
         " FROM certctl_certificates c LEFT JOIN certctl_summaries s"
         " ON s.name = c.name AND s.key = %s AND s.record_hash = md5(c.record::text)"
         " ORDER BY c.name",
         (summarizer.key,),
     ).fetchall()
-    source = _KeptSummaries(store)
+    source = _KeptSummaries(store, summarizer.key)
     result: list[Glance] = []
     made = []
-    for name, quiet, summary, text, digest in rows:
+    for name, quiet, text, digest in rows:
         if text is None:  # kept, and made from this record
-            at = len(source.texts)
-            source.texts.append(summary)
+            at = len(source.names)
+            source.names.append(name)
             result.append(Glance(name, quiet=from_json(quiet), source=source, at=at))
             continue
         try:
@@ -105,15 +105,30 @@ def _keep_summaries(store: PgStore, rows: list[tuple[str, str, str, str, str]]) 
 
 
 class _KeptSummaries:
-    """The summaries one glances() query found kept (as JSON text, parsed when asked for)."""
+    """The summaries one glances() query found kept, fetched in one more query when the
+    first is asked for (`list` wants them all; `renew-due` only the quiet spans)."""
 
-    def __init__(self, store: PgStore) -> None:
+    def __init__(self, store: PgStore, key: str) -> None:
         self.store = store
-        self.texts: list[str] = []
+        self.key = key
+        self.names: list[str] = []
+        self._texts: dict[str, str] | None = None
 
     def summary(self, at: int) -> Summary | None:
+        if self._texts is None:
+            rows = self.store.run(
+                "read the summaries",
+                "SELECT s.name, s.summary::text FROM certctl_summaries s"
+                " JOIN certctl_certificates c ON c.name = s.name"
+                " WHERE s.key = %s AND s.record_hash = md5(c.record::text)",
+                (self.key,),
+            ).fetchall()
+            self._texts = dict(rows)
+        text = self._texts.get(self.names[at])
+        if text is None:  # the record changed since the first query: made again by the caller
+            return None
         try:
-            summary = from_json(self.texts[at])
+            summary = from_json(text)
         except ValueError:
             return None
         return summary if isinstance(summary, dict) else None
