@@ -14,7 +14,7 @@ schema is newer than this certctl knows is refused before anything is written.
     certctl_locks         name → fencing token, holder, lease expiry
     certctl_challenges    token → HTTP-01 response (schema 2: fleets)
     certctl_deployments   (name, host) → version deployed there, when (schema 2)
-    certctl_summaries     name → summary of the record whose md5 it names, under a key
+    certctl_summaries     name → summary of the record row version it names, under a key
                           (schema 3: a cache for list and renew-due, policy/glance.py)
 """
 
@@ -93,7 +93,7 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             """CREATE TABLE certctl_summaries (
                 name text PRIMARY KEY,
                 key text NOT NULL,
-                record_hash text NOT NULL,
+                record_version text NOT NULL,
                 quiet jsonb,
                 summary jsonb NOT NULL)""",
         ),

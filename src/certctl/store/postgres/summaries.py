@@ -2,10 +2,11 @@
 with their summaries (schema 3), so `list` and `renew-due` need not parse every record.
 
 certctl_summaries keeps, per certificate, the summary (policy/glance.py) made from its
-record, with the md5 of that record's JSON and the summarizer's key. A summary is used
-only when both still match, so a record written by any host since (or by an older
-certctl) is summarized again, never shown from a stale summary; and a summary is a
-cache: failing to keep one (a read-only replica) costs the next run time, nothing else.
+record, with the version of the record's row it was made from and the summarizer's
+key. A summary is used only when both still match, so a record written by any host
+since (or by an older certctl) is summarized again, never shown from a stale summary;
+and a summary is a cache: failing to keep one (a read-only replica) costs the next run
+time, nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from certctl.store.contract import Glance, Summarizer, Summary
 from certctl.store.postgres.base import from_json, to_json
 
 log = logging.getLogger(__name__)
+
+# Which version of a certificate's row a summary was made from: the transaction that
+# wrote it (xmin) and when (updated_at). Any write of the record, by certctl on any host
+# or by hand, makes a new row version; comparing these costs nothing, where hashing
+# every record's JSON cost more than reading it.
+# (as epoch seconds: the same text whatever a session's TimeZone and DateStyle)
+ROW_VERSION = "(c.xmin::text || ':' || extract(epoch FROM c.updated_at)::text)"
 
 
 class PgStore(Protocol):
@@ -50,7 +58,7 @@ def records(store: PgStore) -> list[tuple[str, CertRecord | CertctlError]]:
 
 def glances(store: PgStore, summarizer: Summarizer | None) -> list[Glance]:
     """Every certificate's glance, in one query: the summary kept in certctl_summaries
-    when it was made under the same key from this very record (its md5), else made now
+    when it was made under the same key from this very row version of its record, else made now
     and kept for the next run; records are read only when asked for."""
     if summarizer is None:
         return [Glance(name, record=record) for name, record in records(store)]
@@ -58,10 +66,10 @@ def glances(store: PgStore, summarizer: Summarizer | None) -> list[Glance]:
         return []
     rows = store.run(
         "list certificates",
-        "SELECT c.name, s.quiet::text,"
-        " CASE WHEN s.name IS NULL THEN c.record::text END, md5(c.record::text)"
+        "SELECT c.name, s.quiet::text,"  # noqa: S608 - ROW_VERSION is a constant
+        f" CASE WHEN s.name IS NULL THEN c.record::text END, {ROW_VERSION}"
         " FROM certctl_certificates c LEFT JOIN certctl_summaries s"
-        " ON s.name = c.name AND s.key = %s AND s.record_hash = md5(c.record::text)"
+        f" ON s.name = c.name AND s.key = %s AND s.record_version = {ROW_VERSION}"
         " ORDER BY c.name",
         (summarizer.key,),
     ).fetchall()
@@ -94,9 +102,9 @@ def _keep_summaries(store: PgStore, rows: list[tuple[str, str, str, str, str]]) 
         conn = store.conn()
         with conn.transaction(), conn.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO certctl_summaries (name, key, record_hash, quiet, summary)"
+                "INSERT INTO certctl_summaries (name, key, record_version, quiet, summary)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
-                " key = EXCLUDED.key, record_hash = EXCLUDED.record_hash,"
+                " key = EXCLUDED.key, record_version = EXCLUDED.record_version,"
                 " quiet = EXCLUDED.quiet, summary = EXCLUDED.summary",
                 rows,
             )
@@ -118,9 +126,9 @@ class _KeptSummaries:
         if self._texts is None:
             rows = self.store.run(
                 "read the summaries",
-                "SELECT s.name, s.summary::text FROM certctl_summaries s"
+                "SELECT s.name, s.summary::text FROM certctl_summaries s"  # noqa: S608
                 " JOIN certctl_certificates c ON c.name = s.name"
-                " WHERE s.key = %s AND s.record_hash = md5(c.record::text)",
+                f" WHERE s.key = %s AND s.record_version = {ROW_VERSION}",
                 (self.key,),
             ).fetchall()
             self._texts = dict(rows)
