@@ -81,3 +81,56 @@ def test_a_test_failing_on_a_wedged_pebble_runs_once_more(pytester: pytest.Pytes
         ]
     )
     result.stdout.no_fnmatch_line("*test_a_plain_failure_is_not_rerun: goroutine dump*")
+
+
+INNER_TIMEOUT = """
+from pathlib import Path
+
+import pebble
+
+
+class Stand_in:
+    directory_url = "https://127.0.0.1:9/dir"
+
+    def __init__(self) -> None:
+        self.recovered = 0
+
+    def responsive(self) -> bool:
+        return True  # its database answers: only the request's timeout shows the hang
+
+    def recover(self) -> Path:
+        self.recovered += 1
+        return Path("pebble-wedged-1.log")
+
+    def wedge_summary(self, path: Path) -> str:
+        return "  goroutine 9 [sync.RWMutex.Lock]: core.(*Order).Lock"
+
+
+CA = Stand_in()
+pebble.RUNNING.add(CA)
+runs = []
+
+
+def test_a_request_to_the_ca_timed_out():
+    runs.append(1)
+    if len(runs) == 1:
+        assert False, "error: fetch the order at https://127.0.0.1:9/my-order/1: timed out"
+
+
+def test_a_timeout_elsewhere_is_a_plain_failure():
+    assert False, "error: fetch the CA directory at https://127.0.0.1:90/dir: timed out"
+
+
+def test_counts():
+    assert (len(runs), CA.recovered) == (2, 1)
+"""
+
+
+def test_a_request_to_pebble_that_timed_out_counts_as_wedged(pytester: pytest.Pytester) -> None:
+    tests_dir = Path(__file__).parent
+    pytester.makepyfile(test_inner=INNER_TIMEOUT)
+    result = pytester.runpytest_subprocess(
+        "-p", "pebblewatch", "-p", "no:cacheprovider", "-o", f"pythonpath={tests_dir}"
+    )
+    assert result.parseoutcomes() == {"passed": 2, "failed": 1, "rerun": 1}
+    result.stdout.fnmatch_lines(["test_inner.py R.F.*"])
