@@ -67,6 +67,17 @@ class Summarizer(Protocol):
         """A summary true at the run's moment only (cheaper): for a store that keeps none."""
 
 
+def parse_summary(text: str | bytes) -> Summary | None:
+    """A kept summary's JSON, or None when it doesn't parse as one (then made again)."""
+    import json
+
+    try:
+        summary = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 class GlanceSource(Protocol):
     """Where a cached glance's summary and record come from when asked for (store/index.py)."""
 

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from certctl.errors import CertctlError, LockHeld, NotFound, StoreError
 from certctl.models import CertRecord
-from certctl.store.contract import Glance, Summarizer, Summary
+from certctl.store.contract import Glance, Summarizer, Summary, parse_summary
 from certctl.store.files import META_MODE, atomic_write, json_decode, json_encode
 
 INDEX = "index.json"
@@ -172,11 +172,7 @@ class _Lines:
         raise NotImplementedError
 
     def summary(self, at: int) -> Summary | None:
-        try:
-            summary = json.loads(self.summary_line(at))
-        except (ValueError, RecursionError):
-            return None
-        return summary if isinstance(summary, dict) else None
+        return parse_summary(self.summary_line(at))
 
     def record(self, name: str, at: int) -> CertRecord:
         try:

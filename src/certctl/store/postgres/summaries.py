@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from certctl.errors import CertctlError, StoreError
 from certctl.models import CertRecord
-from certctl.store.contract import Glance, Summarizer, Summary
+from certctl.store.contract import Glance, Summarizer, Summary, parse_summary
 from certctl.store.postgres.base import from_json, to_json
 
 log = logging.getLogger(__name__)
@@ -135,11 +135,7 @@ class _KeptSummaries:
         text = self._texts.get(self.names[at])
         if text is None:  # the record changed since the first query: made again by the caller
             return None
-        try:
-            summary = from_json(text)
-        except ValueError:
-            return None
-        return summary if isinstance(summary, dict) else None
+        return parse_summary(text)
 
     def record(self, name: str, at: int) -> CertRecord:
         return self.store.read(name)
